@@ -61,8 +61,9 @@ deps-build: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/deps.txt scripts/install-deps.sh
 	@sh scripts/install-deps.sh build
 	@mkdir -p $(BUILD) && touch $@
-$(BUILD)/.deps-test: scripts/deps.txt scripts/install-deps.sh
-	@sh scripts/install-deps.sh build test
+# after the build group, never beside it: two apt-gets at once fail on dpkg's lock under make -j
+$(BUILD)/.deps-test: scripts/deps.txt scripts/install-deps.sh $(DEPS_STAMP)
+	@sh scripts/install-deps.sh test
 	@mkdir -p $(BUILD) && touch $@
 
 $(BUILD)/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
