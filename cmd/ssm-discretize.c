@@ -95,7 +95,8 @@ static int init_is_complex_diag(int init) {
     return init == SSM_INIT_S4D_LIN || init == SSM_INIT_S4D_INV || init == SSM_INIT_S4D_LEGS;
 }
 
-/* HiPPO LegS in its DPLR form: Lambda (M), Vh (N, M) (see nplr.h).  Dies on failure. */
+/* A HiPPO matrix in its DPLR form: A (N, N), B (N), P (r, N), Lambda (M), Vh (N, M) (see nplr.h).
+ * Dies on failure. */
 static void hippo_dplr(int kind, int N, double *A, double *Bv, double *P, double *Lambda, double *Vh, double *err_out) {
     char err[512];
     int r = hippo_matrices(kind, N, A, Bv, P);
@@ -145,7 +146,7 @@ static void generate(const options *o, ssm_system *s) {
         double *A = ssm_xmalloc(sizeof(double) * NN), *Bv = ssm_xmalloc(sizeof(double) * (size_t)N);
         double *P = ssm_xmalloc(sizeof(double) * (size_t)r * (size_t)N);
         double *Lambda = ssm_xmalloc(sizeof(double) * 2 * (size_t)M), *Vh = ssm_xmalloc(sizeof(double) * 2 * (size_t)N * (size_t)M);
-        hippo_dplr(kind, N, A, Bv, P, Lambda, Vh, &s->nplr_err);
+        hippo_dplr(kind, N, A, Bv, P, Lambda, Vh, o->check ? &s->nplr_err : NULL);   /* O(N^3): only for --check */
         /* C: the same real draw as the dense form, moved into the eigenbasis: C <- C Vh. */
         double *Creal = ssm_xmalloc(sizeof(double) * (size_t)N * (size_t)H);
         ssm_draw_normal(o->seed, SSM_RNG_C, (int64_t)N * H, 1.0, Creal);
@@ -290,9 +291,10 @@ static double eigvec_cond_real(int n, const double *Am) {
     dgeev_("N", "V", &n, a, &n, wr, wi, &dummy, &one, vr, &n, work, &lwork, &info, 1, 1);
     double c = INFINITY;
     if (info == 0) {
-        /* Build the complex eigenvector matrix as a real 2n x 2n? Simpler: the real matrix [Re | Im]
-         * columns that dgeev returns spans the same space with the same conditioning up to a factor
-         * of 2 (pairs (v, conj v) -> (Re v, Im v) is a unitary map times sqrt 2). */
+        /* dgeev returns a complex pair (v, conj v) as the real columns (Re v, Im v); the map
+         * (v, conj v) -> (Re v, Im v) is sqrt(2) times a unitary one, so the condition number of
+         * these real columns (each normalized) equals that of the complex eigenvector matrix up
+         * to the column scaling: an estimate of the right order, which is all this is for. */
         double *rowmajor = ssm_xmalloc(sizeof(double) * (size_t)n * (size_t)n);
         for (int j = 0; j < n; j++) {
             double norm = 0;
@@ -323,8 +325,9 @@ static void run_check(const options *o, const ssm_system *s) {
         }
         /* A is the same for every channel of a HiPPO init: condition numbers of channel 0 (and of
          * the worst channel for the solve). */
-        fprintf(stderr, "%s: check: cond(eigenvectors of A) = %.3g (channel 0; why the diagonal form of a HiPPO matrix is unusable)\n",
-                ssm_cli.prog, eigvec_cond_real(N, s->A));
+        double cv = eigvec_cond_real(N, s->A);
+        fprintf(stderr, "%s: check: cond(eigenvectors of A) = %.3g (channel 0%s)\n", ssm_cli.prog, cv,
+                isinf(cv) ? ": A is defective, not diagonalizable" : cv > 1e8 ? ": diagonalizing A would lose every digit; use the dplr form" : "");
         if (o->method == SSM_METHOD_BILINEAR || o->method == SSM_METHOD_BACKWARD_EULER) {
             double h2 = o->method == SSM_METHOD_BILINEAR ? 0.5 : 1.0, cmax = 0;
             double *Mx = ssm_xmalloc(sizeof(double) * NN);
@@ -377,6 +380,8 @@ static void run_check(const options *o, const ssm_system *s) {
             free(Af); free(Ab); free(Bf); free(Bb); free(w); free(rwork);
         }
         meth = "bilinear";
+        fprintf(stderr, "%s: check: cond(V) = 1 (the DPLR basis is unitary)%s\n", ssm_cli.prog,
+                s->dense_A ? "" : "; eigenvalues of the full bilinear Abar from zgeev (they may be ill-conditioned)");
     }
     free(wr);
     fprintf(stderr, "%s: check: stability margin max |eig(Abar)| = %.17g (%s, worst channel %lld, dt %g)%s\n", ssm_cli.prog, rho,
@@ -652,6 +657,9 @@ static void make_dt(const options *o, ssm_system *s) {
     }
 }
 
+static double min_of(const double *x, int64_t n) { double m = x[0]; for (int64_t i = 1; i < n; i++) m = fmin(m, x[i]); return m; }
+static double max_of(const double *x, int64_t n) { double m = x[0]; for (int64_t i = 1; i < n; i++) m = fmax(m, x[i]); return m; }
+
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-discretize", usage);
     options o = {.init = -1, .init_name = NULL, .form = -1, .method = -1, .N = 64, .H = 1, .seed = 0,
@@ -682,6 +690,8 @@ int main(int argc, char **argv) {
         read_system(&o, &set, &s);
         ssm_set_free(&set);
     }
+    ssm_info("init %s, form %s, N %d, H %lld, method %s, dt in [%g, %g]", o.init_name, form_names[s.form], s.N,
+             (long long)s.H, ssm_method_name(o.method), min_of(s.dt, s.H), max_of(s.dt, s.H));
     discretize_all(&o, &s);
     if (o.check) run_check(&o, &s);
     write_system(w, &o, &s);
