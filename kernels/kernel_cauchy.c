@@ -13,7 +13,10 @@
  *  2. w_k = exp(-2 pi i k / L), k = 0..L/2;  z_k = (2/dt)(1 - w)/(1 + w) = (2i/dt) tan(pi k / L)
  *     (purely imaginary, computed from the half angle, no cancellation) and 2/(1 + w) =
  *     exp(i pi k / L) / cos(pi k / L).  At w = -1 (k = L/2, L even) the limit is exact:
- *     (I + Abar)^{-1} Bbar = dt/2 B, so Khat = dt/2 Ctilde B.
+ *     (I + Abar)^{-1} Bbar = dt/2 B, so Khat = dt/2 Ctilde B.  At w = 1 (k = 0, z = 0) the
+ *     resolvent (0 - A)^{-1} does not exist when A is singular (FouT: Lambda has an exact zero
+ *     pair), although Khat(1) = sum_l K_l is finite: step 1 accumulates that sum on the way
+ *     (K_l = (C Abar^l) Bbar with Bbar from the same Woodbury factors), and k = 0 uses it.
  *  3. The (R+1)^2 Cauchy sums T[a][b](z) = sum_n a_n b_n / (z - Lambda_n) + conj(a_n b_n) /
  *     (z - conj Lambda_n), a in {Ctilde, conj P_1..R}, b in {B, P_1..R}  (T[0][0] = r_CB,
  *     T[0][j] = r_CP, T[i][0] = r_PB, T[i][j] = r_PP).  With z = i y the two reciprocals are real
@@ -35,7 +38,7 @@
 
 /* Solves the n x n complex system X a = b in place (Gaussian elimination, partial pivoting);
  * a is row-major n x n, b has n entries and receives the solution.  Returns -1 if singular. */
-static int solve_complex(int n, double complex *a, double complex *b) {
+static int solve_small_complex(int n, double complex *a, double complex *b) {
     for (int k = 0; k < n; k++) {
         int p = k;
         for (int i = k + 1; i < n; i++) if (cabs(a[i * n + k]) > cabs(a[p * n + k])) p = i;
@@ -84,7 +87,8 @@ static void work_free(cauchy_work *w) {
 
 /* Step 1: ct = C (I - Abar^L).  P is (R, M). */
 static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
-                  const double complex *P, const double complex *C, cauchy_work *w) {
+                  const double complex *P, const double complex *B, const double complex *C,
+                  cauchy_work *w, double *ksum) {
     double complex *c = w->ct, *v = w->v, *inv_d1 = w->inv_d1, *d2 = w->d2, *q = w->q;
     double h = dt / 2, S[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
     for (int64_t n = 0; n < M; n++) {
@@ -106,10 +110,39 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
         double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], b[CAUCHY_MAX_RANK];
         for (int64_t i = 0; i < R * R; i++) a[i] = S[i];
         for (int64_t i = 0; i < R; i++) b[i] = i == j;
-        if (solve_complex((int)R, a, b)) return -1;
+        if (solve_small_complex((int)R, a, b)) return -1;
         for (int64_t i = 0; i < R; i++) Sinv[i * R + j] = creal(b[i]);
     }
+    /* Bbar = M1^{-1} dt B (Woodbury, column form), kept in w->sr/si; during the steps
+     * ksum = sum_l (C Abar^l) Bbar = sum_l K_l, the value of Khat at w = 1 (see step 2). */
+    {
+        double t[CAUCHY_MAX_RANK], x[CAUCHY_MAX_RANK];
+        for (int64_t n = 0; n < M; n++) v[n] = dt * B[n] * inv_d1[n];
+        for (int64_t i = 0; i < R; i++) {
+            double complex s = 0;
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * v[n];
+            t[i] = 2 * creal(s);
+        }
+        for (int64_t i = 0; i < R; i++) {
+            x[i] = 0;
+            for (int64_t j = 0; j < R; j++) x[i] += Sinv[i * R + j] * t[j];
+        }
+        for (int64_t n = 0; n < M; n++) {
+            double complex b = v[n];
+            for (int64_t j = 0; j < R; j++) b -= inv_d1[n] * P[j * M + n] * x[j];
+            w->sr[n] = creal(b);
+            w->si[n] = cimag(b);
+        }
+    }
+    double ks = 0;
     for (int64_t step = 0; step < L; step++) {
+        {
+            double s = 0;
+            const double *br = w->sr, *bi = w->si;
+#pragma omp simd reduction(+ : s)
+            for (int64_t n = 0; n < M; n++) s += creal(c[n]) * br[n] - cimag(c[n]) * bi[n];
+            ks += 2 * s;
+        }
         /* v = c D1^{-1};  alpha_j = (v P)_j (full sum, real);  beta = alpha S^{-1} */
         double alpha[CAUCHY_MAX_RANK], beta[CAUCHY_MAX_RANK], gamma[CAUCHY_MAX_RANK];
         for (int64_t n = 0; n < M; n++) v[n] = c[n] * inv_d1[n];
@@ -139,13 +172,15 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
             for (int64_t n = 0; n < M; n++) c[n] -= h * gamma[j] * conj(P[j * M + n]);
     }
     for (int64_t n = 0; n < M; n++) c[n] = C[n] - c[n];
+    *ksum = ks;
     return 0;
 }
 
 static int cauchy_channel(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
                           const double complex *P, const double complex *B,
                           const double complex *C, double *K, cauchy_work *w, fftw_plan c2r) {
-    if (ctilde(M, R, L, dt, lam, P, C, w)) return -1;
+    double ksum;
+    if (ctilde(M, R, L, dt, lam, P, B, C, w, &ksum)) return -1;
     int64_t Q = R + 1, nf = L / 2 + 1;
     /* products a_n b_n for a in {Ctilde, conj P_i}, b in {B, P_j} */
     for (int64_t i = 0; i < Q; i++)
@@ -160,7 +195,9 @@ static int cauchy_channel(int64_t M, int64_t R, int64_t L, double dt, const doub
     for (int64_t n = 0; n < M; n++) { w->lr[n] = creal(lam[n]); w->li[n] = cimag(lam[n]); }
     for (int64_t k = 0; k < nf; k++) {
         double complex khat;
-        if (2 * k == L) {   /* w = -1: exactly dt/2 Ctilde B (full sum) */
+        if (k == 0) {       /* w = 1, z = 0: sum_l K_l from step 1 (A may be singular) */
+            khat = ksum;
+        } else if (2 * k == L) {   /* w = -1: exactly dt/2 Ctilde B (full sum) */
             double s = 0;
             for (int64_t n = 0; n < M; n++) s += w->pr[n];
             khat = dt * s;
@@ -197,7 +234,7 @@ static int cauchy_channel(int64_t M, int64_t R, int64_t L, double dt, const doub
                     for (int64_t j = 0; j < R; j++) a[i * R + j] = (i == j) + T[(i + 1) * Q + j + 1];
                     x[i] = T[(i + 1) * Q];
                 }
-                if (solve_complex((int)R, a, x)) return -1;
+                if (solve_small_complex((int)R, a, x)) return -1;
                 for (int64_t j = 0; j < R; j++) khat -= T[j + 1] * x[j];
             }
             khat *= g;

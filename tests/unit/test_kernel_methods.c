@@ -13,7 +13,7 @@
 
 /* Solves X A = ... : returns inv(M1) applied: out = M1^{-1} rhs for an n x n real M1 (row-major)
  * and ncols right-hand sides (n x ncols, row-major).  Gauss-Jordan with partial pivoting. */
-static void solve_real(int64_t n, double *m1, double *rhs, int64_t ncols) {
+static void solve_dense_test(int64_t n, double *m1, double *rhs, int64_t ncols) {
     for (int64_t k = 0; k < n; k++) {
         int64_t p = k;
         for (int64_t i = k + 1; i < n; i++) if (fabs(m1[i * n + k]) > fabs(m1[p * n + k])) p = i;
@@ -42,7 +42,7 @@ static void bilinear_dense(int64_t n, double dt, const double *A, const double *
         }
         rhs[i * (n + 1) + n] = dt * B[i];
     }
-    solve_real(n, m1, rhs, n + 1);
+    solve_dense_test(n, m1, rhs, n + 1);
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < n; j++) Abar[i * n + j] = rhs[i * (n + 1) + j];
         Bbar[i] = rhs[i * (n + 1) + n];
