@@ -32,7 +32,7 @@ static const char *usage =
     "  export --format F [FILE...]  F = npy (--dir DIR: DIR/NAME.npy each), safetensors (-o FILE or\n"
     "                             DIR/tensors.safetensors), text (human-readable, -o FILE or stdout)\n"
     "  rand --shape S --name N    random tensor: --dist normal (--mean, --std) | uniform (--low, --high),\n"
-    "                             --seed S (default: from the clock; written as attribute seed=)\n"
+    "                             --seed S (default 0; written as attribute seed=)\n"
     "  fill --shape S --name N --value V   constant tensor (complex: --value RE,IM)\n"
     "  arange --name N [--start A] [--step D] (--stop B | --shape S)   A, A+D, A+2D, ...\n"
     "  diff A B [--rtol R] [--atol T] [--exact]   compare two streams by name: exit 0 if all close,\n"
@@ -581,9 +581,7 @@ static int cmd_generate(int argc, char **argv, int kind) {
             if (integer) { gen.a = ceill(gen.a); gen.b = ceill(gen.b); }
             if (!(gen.b > gen.a)) ssm_usage_error("rand: --high must be greater than --low%s", integer ? " (integers are drawn from [low, high))" : "");
         }
-        uint64_t seed = o.seed ? (uint64_t)ssm_parse_int("--seed", o.seed, 0, INT64_MAX)
-                               : (uint64_t)time(NULL) * 1000003u ^ (uint64_t)getpid() ^ (uint64_t)clock();
-        if (!o.seed) seed &= (uint64_t)INT64_MAX;
+        uint64_t seed = o.seed ? (uint64_t)ssm_parse_int("--seed", o.seed, 0, INT64_MAX) : 0;
         rng_seed(&gen.g, seed);
         hdr = ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank});
         memcpy(hdr->dims, dims, sizeof(int64_t) * (size_t)rank);
