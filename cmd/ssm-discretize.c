@@ -623,8 +623,8 @@ static void parse_options(int argc, char **argv, options *o) {
             if (!ssm_cli_common_option(c, optarg)) ssm_usage_error("unknown option");
         }
     }
-    if (o->have_dt && !(o->dt > 0)) ssm_usage_error("--dt: must be > 0, got %g", o->dt);
-    if (o->have_dt_range && !(o->dt_min > 0 && o->dt_max >= o->dt_min))
+    if (o->have_dt && !(o->dt > 0 && isfinite(o->dt))) ssm_usage_error("--dt: must be a finite number > 0, got %g", o->dt);
+    if (o->have_dt_range && !(o->dt_min > 0 && o->dt_max >= o->dt_min && isfinite(o->dt_max)))
         ssm_usage_error("--dt-min/--dt-max: need 0 < dt-min <= dt-max, got %g, %g", o->dt_min, o->dt_max);
     if (o->have_dt && o->have_dt_range) ssm_usage_error("--dt: give either --dt or --dt-min/--dt-max, not both");
     if (!(o->rate > 0) || !isfinite(o->rate)) ssm_usage_error("--rate: must be a finite number > 0, got %g", o->rate);

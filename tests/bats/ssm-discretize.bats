@@ -220,6 +220,7 @@ usage_error() {
     usage_error --init legs --dt 0
     usage_error --init legs --dt -1
     usage_error --init legs --dt nan
+    usage_error --init legs --dt inf
     usage_error --init legs --dt-min 0.1 --dt-max 0.01
     usage_error --init legs --rate 0
     usage_error --init legs --form diag
