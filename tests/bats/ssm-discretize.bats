@@ -5,8 +5,8 @@
 
 setup() {
     T="$BATS_TEST_TMPDIR"
-    MK="python3 $BATS_TEST_DIRNAME/ssmstream.py"
-    export PYTHONPATH="$BATS_TEST_DIRNAME${PYTHONPATH:+:$PYTHONPATH}"
+    MK="python3 $BATS_TEST_DIRNAME/../ref/ssm_stream.py make"
+    export PYTHONPATH="$BATS_TEST_DIRNAME/../ref${PYTHONPATH:+:$PYTHONPATH}"
 }
 
 # "name dtype [shape]" of each tensor of a stream, one per line
@@ -101,7 +101,7 @@ numpy_python() {
         run "$PY" - "$T/dense.ssm" "$T/dplr.ssm" <<'EOF'
 import sys
 import numpy as np
-import ssmstream as s
+import ssm_stream as s
 d = s.read_stream(open(sys.argv[1], "rb").read())
 p = s.read_stream(open(sys.argv[2], "rb").read())
 arr = lambda t: np.array(t[3]).reshape(t[1])
@@ -138,7 +138,7 @@ EOF
     ssm-discretize --init s4d-legs -N 16 -H 3 --seed 9 --dtype f64 -o "$T/d.ssm"
     run python3 - "$T/p.ssm" "$T/d.ssm" <<'EOF'
 import sys
-import ssmstream as s
+import ssm_stream as s
 p = s.read_stream(open(sys.argv[1], "rb").read())
 d = s.read_stream(open(sys.argv[2], "rb").read())
 assert p["Lambda"][3] == d["A"][3], "Lambda"

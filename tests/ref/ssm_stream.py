@@ -6,8 +6,14 @@ in plain Python + numpy, used by the tests to check the C implementation against
     python3 ssm_stream.py write-demo FILE    a stream with one tensor of every dtype (levels mixed)
     python3 ssm_stream.py big MIB            a level-0 stream of one f32 tensor of MIB MiB on stdout
     python3 ssm_stream.py bad DIR            the corpus of damaged streams (see make_bad)
+    python3 ssm_stream.py make SPEC...       hand-made tensors on stdout, one frame per SPEC:
+        SPEC   = NAME:DTYPE:SHAPE:VALUES[:key=value,key=value]
+        DTYPE  f32 f64 c64 c128;  SHAPE 2x8x8 (empty for a scalar)
+        VALUES randn | const=V | list=v1,v2,... | randn+nan | randn+inf | negexp (-exp(randn))
+               (complex dtypes: values fill (re, im) components in turn)
+As a module: frames(file), read_stream(bytes) -> {name: (dtype, dims, attrs, flat values)}.
 """
-import hashlib, os, struct, sys, zlib
+import hashlib, io, math, os, random, struct, sys, zlib
 import numpy as np
 
 DT = {1: '<f4', 2: '<f8', 3: '<c8', 4: '<c16', 5: '<i4', 6: '<i8', 7: 'u1', 8: '<u2', 9: '<f2',
@@ -114,6 +120,40 @@ def make_bad(d):
             with open(os.path.join(d, name + '.ssm'), 'wb') as f: f.write(data)
             ex.write('%s.ssm\t%s\n' % (name, phrase))
 
+def read_stream(data):
+    """Returns a dict name -> (dtype name, dims, attrs, flat list of values (complex as complex))."""
+    return {name: (NAMES[code], list(a.shape), attrs, a.ravel().tolist())
+            for name, code, attrs, a in frames(io.BytesIO(data))}
+
+def spec_values(spec, n, rng):
+    if spec.startswith('const='): return [float(spec[6:])] * n
+    if spec.startswith('list='):
+        v = [float(x) for x in spec[5:].split(',')]
+        if len(v) != n: sys.exit('ssm_stream: list has %d values, shape needs %d' % (len(v), n))
+        return v
+    base, _, bad = spec.partition('+')
+    if base == 'randn': v = [rng.gauss(0, 1) for _ in range(n)]
+    elif base == 'negexp': v = [-math.exp(rng.gauss(0, 1)) for _ in range(n)]
+    else: sys.exit("ssm_stream: unknown values '%s'" % spec)
+    if bad == 'nan': v[n // 2] = float('nan')
+    elif bad == 'inf': v[n // 2] = float('inf')
+    return v
+
+def make_from_specs(specs):
+    rng, out = random.Random(1), b''
+    codes = {v: k for k, v in NAMES.items()}
+    for spec in specs:
+        parts = spec.split(':')
+        name, dtype, shape, vals = parts[:4]
+        attrs = dict(kv.split('=', 1) for kv in parts[4].split(',') if kv) if len(parts) > 4 else {}
+        dims = tuple(int(d) for d in shape.split('x')) if shape else ()
+        code = codes[dtype]
+        comps = 2 if code in (3, 4) else 1
+        n = int(np.prod(dims, dtype=np.int64))
+        flat = np.array(spec_values(vals, n * comps, rng), dtype='<f8' if code in (2, 4) else '<f4')
+        out += frame(name, code, flat.view(DT[code]).reshape(dims), attrs)
+    return out
+
 def main():
     cmd = sys.argv[1]
     if cmd == 'dump':
@@ -134,6 +174,8 @@ def main():
         out.write(end_block())
     elif cmd == 'bad':
         make_bad(sys.argv[2])
+    elif cmd == 'make':
+        sys.stdout.buffer.write(make_from_specs(sys.argv[2:]))
     else:
         sys.exit('unknown command ' + cmd)
 
