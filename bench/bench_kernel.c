@@ -4,25 +4,34 @@
  * naive (dense, LegS bilinear) at N = 64, 256, 512 (M = N/2 complex modes for the first two),
  * H = 256 channels, L = 1024 .. 16384, as ratios measured in one run.
  *
+ *   Time is CPU time of one thread (CLOCK_PROCESS_CPUTIME_ID), not wall time: the machine this
+ *   was written on is shared by many processes (load average ~10 on 2 cores), where wall-clock
+ *   times of short runs vary by 10x while CPU time measures the work.  Every method treats the
+ *   channels independently, so with T threads the wall time on an idle machine is about
+ *   CPU time / T (the table's seconds are for one thread).
+ *
  *   Each measurement runs in a fresh forked child: it builds its inputs for h channels from a
- *   one-channel prototype, runs the method once and reports the wall time and its peak resident
+ *   one-channel prototype, runs the method once and reports its CPU time and its peak resident
  *   memory (getrusage ru_maxrss minus the resident size when the child started).  Peak memory
  *   therefore counts the inputs the method needs (naive: the dense Abar, N^2 per channel), the
- *   output K and every work buffer.
- *   Extrapolation (marked *): every method treats channels independently and in parallel, so when
- *   a full H = 256 run would be too slow the child runs h < H channels (h a multiple of the thread
- *   count) and time(H) = time(h) H / h;  memory(H) = [peak(h) - io(h)] + io(H), where io(h) is the
- *   exact byte count of the h-channel inputs and output (the work buffers are per thread, not per
- *   channel).  h is chosen so that one measurement takes about BENCH_BUDGET seconds (default 0.4;
- *   environment variable BENCH_BUDGET), from a first run at h = threads.
+ *   output K and the work buffers (of one thread).
  *
- * Part 2: FFT convolution (float32), batch 16 x H 256 x L 4096: GFLOP/s counting FFTW's own
- * operation count (fftw_flops) of the transforms it runs plus the pointwise work, against FFTW
- * alone running the same transforms (same plans, threads and buffers, no convolution around
- * them), with FFTW_ESTIMATE and FFTW_MEASURE plans; and against the direct O(L^2) convolution
- * (extrapolated from a few rows).
+ *   Extrapolation (marked *): when a full run would be too long the child runs h < H channels
+ *   and, for naive only, Lrun = min(L, 2048) steps (each of naive's steps is the same matrix-
+ *   vector product, so its time is exactly linear in L); then
+ *       time(H, L) = time(h, Lrun) (H / h) (L / Lrun),
+ *       memory(H, L) = [peak(h, Lrun) - io(h, Lrun)] + io(H, L),
+ *   where io is the exact byte count of the inputs and the output K (the work buffers do not
+ *   grow with the channel count).  h is chosen so that one measurement takes about BENCH_BUDGET
+ *   CPU seconds (default 0.3; environment variable BENCH_BUDGET), from a first run at h = 1.
  *
- * Usage: bench_kernel [--quick]   (--quick: N = 64 and 256, L up to 4096)
+ * Part 2: FFT convolution (float32), batch 16 x H 256 x L 4096, one thread (CPU time, best of
+ * 3): GFLOP/s counting FFTW's own operation count (fftw_flops) of the transforms it runs plus the
+ * pointwise work, against FFTW alone running the same transforms (same plans and buffer sizes,
+ * no convolution around them), with FFTW_ESTIMATE and FFTW_MEASURE plans; and against the direct
+ * O(L^2) convolution (a few rows, scaled).
+ *
+ * Usage: bench_kernel [--quick]   (--quick: N = 64 and 256, L up to 4096, a smaller convolution)
  */
 #include <complex.h>
 #include <fftw3.h>
@@ -33,6 +42,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -106,6 +116,12 @@ static double io_bytes(int method, const prototype *p, int64_t h, int64_t L) {
     return (double)h * (per + 8.0 * (double)L);
 }
 
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static long rss_now_kb(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, res = 0;
@@ -127,10 +143,8 @@ static int run_child(int method, const prototype *p, int64_t h, int64_t L, doubl
     if (pid < 0) return -1;
     if (pid == 0) {
         close(fd[0]);
-        /* start the thread team and the FFTW plan outside the timing */
+        omp_set_num_threads(1);   /* CPU time of one thread: see the top of the file */
         double warm = 0;
-#pragma omp parallel reduction(+ : warm)
-        warm += 1;
         if (method == CAUCHY) { fftw_plan a, b; fftw_cached_plans(L, &a, &b); }
         long rss0 = rss_now_kb();
         int N = p->N, M = p->M;
@@ -140,22 +154,22 @@ static int run_child(int method, const prototype *p, int64_t h, int64_t L, doubl
         if (method == NAIVE) {
             double *A = replicate(p->Abar_dense, (size_t)N * N, h), *B = replicate(p->Bbar_dense, (size_t)N, h);
             double *C = replicate(p->C_dense, (size_t)N, h);
-            t = ssm_now();
+            t = cpu_now();
             naive_kernel_dense(h, N, L, A, B, C, K);
-            t = ssm_now() - t;
+            t = cpu_now() - t;
         } else if (method == VANDERMONDE) {
             double *A = replicate(p->Abar_diag, 2 * (size_t)M, h), *B = replicate(p->Bbar_diag, 2 * (size_t)M, h);
             double *C = replicate(p->C_diag, 2 * (size_t)M, h);
-            t = ssm_now();
+            t = cpu_now();
             vandermonde_kernel_complex(h, M, L, A, B, C, K);
-            t = ssm_now() - t;
+            t = cpu_now() - t;
         } else {
             double *lam = replicate(p->Lambda, 2 * (size_t)M, h), *P = replicate(p->P, 2 * (size_t)M, h);
             double *B = replicate(p->B, 2 * (size_t)M, h), *C = replicate(p->C, 2 * (size_t)M, h);
             double dt1 = 0.01, *dt = replicate(&dt1, 1, h);
-            t = ssm_now();
+            t = cpu_now();
             if (cauchy_kernel_dplr(h, M, 1, L, dt, lam, P, B, C, K) < 0) _exit(3);
-            t = ssm_now() - t;
+            t = cpu_now() - t;
         }
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -177,26 +191,26 @@ static int run_child(int method, const prototype *p, int64_t h, int64_t L, doubl
 
 typedef struct {
     double seconds, bytes;
-    int64_t h;
+    int64_t h, Lrun;
 } result;
 
-static result measure(int method, const prototype *p, int64_t L, int threads, double budget) {
-    result r = {0, 0, threads};
+static result measure(int method, const prototype *p, int64_t L, double budget) {
+    result r = {0, 0, 1, L};
     double t, b;
-    int64_t h = threads;
-    if (run_child(method, p, h, L, &t, &b) < 0) ssm_die("%s N %d L %lld: child failed", names[method], p->N, (long long)L);
-    if (t < budget / 2 && h < H_FULL) {
+    int64_t h = 1, Lrun = method == NAIVE && L > 2048 ? 2048 : L;
+    if (run_child(method, p, h, Lrun, &t, &b) < 0) ssm_die("%s N %d L %lld: child failed", names[method], p->N, (long long)L);
+    if (t < budget / 2) {
         double want = (double)h * budget / (t > 1e-6 ? t : 1e-6);
-        int64_t h2 = (int64_t)want / threads * threads;
-        if (h2 > H_FULL) h2 = H_FULL;
+        int64_t h2 = want > (double)H_FULL ? H_FULL : (int64_t)want;
         if (h2 > h) {
             h = h2;
-            if (run_child(method, p, h, L, &t, &b) < 0) ssm_die("%s: child failed", names[method]);
+            if (run_child(method, p, h, Lrun, &t, &b) < 0) ssm_die("%s: child failed", names[method]);
         }
     }
     r.h = h;
-    r.seconds = t * (double)H_FULL / (double)h;
-    r.bytes = b - io_bytes(method, p, h, L) + io_bytes(method, p, H_FULL, L);
+    r.Lrun = Lrun;
+    r.seconds = t * (double)H_FULL / (double)h * (double)L / (double)Lrun;
+    r.bytes = b - io_bytes(method, p, h, Lrun) + io_bytes(method, p, H_FULL, L);
     return r;
 }
 
@@ -209,6 +223,7 @@ static void fmt_mem(double bytes, char *buf, size_t n) {
 /* Runs in a child (so that FFTW_MEASURE plans do not meet the ESTIMATE ones in the cache).
  * out: [conv seconds, fftw-alone seconds, flops of conv, flops of fftw alone] */
 static void fft_child(int measure_plans, int64_t batch, int64_t H, int64_t L, double out[4]) {
+    omp_set_num_threads(1);
     fft_conv_set_measure(measure_plans);
     int64_t n = 2 * L, nu = batch * H * L;
     float *u = fftwf_malloc(sizeof(float) * (size_t)nu), *y = fftwf_malloc(sizeof(float) * (size_t)nu);
@@ -222,9 +237,9 @@ static void fft_child(int measure_plans, int64_t batch, int64_t H, int64_t L, do
     fft_conv_forward_f32(batch, H, L, u, K, NULL, D, y);   /* plans + warm-up */
     double best = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        double t = ssm_now();
+        double t = cpu_now();
         fft_conv_forward_f32(batch, H, L, u, K, NULL, D, y);
-        t = ssm_now() - t;
+        t = cpu_now() - t;
         if (t < best) best = t;
     }
     /* FFTW's count: r2c + c2r per batch row, one r2c per channel for K; plus 6 flops per complex
@@ -238,10 +253,10 @@ static void fft_child(int measure_plans, int64_t batch, int64_t H, int64_t L, do
     double fc2r = a + m + 2 * f;
     double transforms = (double)H * ((double)batch * (fr2c + fc2r) + fr2c);
     double pointwise = (double)H * (double)batch * (6.0 * (double)(L + 1) + 2.0 * (double)L);
-    /* FFTW alone: the same transforms, same plans and threads, on per-thread buffers */
+    /* FFTW alone: the same transforms, same plans, on buffers of the same alignment */
     double best_alone = 1e30;
     for (int rep = 0; rep < 3; rep++) {
-        double t = ssm_now();
+        double t = cpu_now();
 #pragma omp parallel
         {
             float *x = fftwf_malloc(sizeof(float) * (size_t)n);
@@ -261,7 +276,7 @@ static void fft_child(int measure_plans, int64_t batch, int64_t H, int64_t L, do
             fftwf_free(x);
             fftwf_free(X);
         }
-        t = ssm_now() - t;
+        t = cpu_now() - t;
         if (t < best_alone) best_alone = t;
     }
     out[0] = best;
@@ -301,9 +316,9 @@ static double direct_rows_seconds(int64_t L, int64_t rows) {
         double *K = malloc(sizeof(double) * (size_t)(rows * L));
         unsigned long long s = 3;
         for (int64_t i = 0; i < rows * L; i++) { u[i] = uniform01(&s); K[i] = uniform01(&s); }
-        double t = ssm_now();
+        double t = cpu_now();
         fft_conv_direct_f64(1, rows, L, u, K, NULL, NULL, y);
-        t = ssm_now() - t;
+        t = cpu_now() - t;
         if (write(fd[1], &t, sizeof t) != (ssize_t)sizeof t) _exit(2);
         _exit(0);
     }
@@ -319,19 +334,18 @@ static double direct_rows_seconds(int64_t L, int64_t rows) {
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     /* no OpenMP region may run in the parent before the forks (libgomp does not survive fork) */
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    const char *env_threads = getenv("OMP_NUM_THREADS");
-    int threads = env_threads ? atoi(env_threads) : (int)ncpu;
-    if (threads < 1) threads = 1;
     const char *eb = getenv("BENCH_BUDGET");
-    double budget = eb ? atof(eb) : 0.4;
+    double budget = eb ? atof(eb) : 0.3;
     int Ns[] = {64, 256, 512};
     int64_t Ls[] = {1024, 2048, 4096, 8192, 16384};
     int nN = quick ? 2 : 3, nL = quick ? 3 : 5;
+    double krylov_note = 0, cauchy_last = 1;
 
-    printf("# SSM kernel, H = %lld channels, %d threads; time and peak memory (inputs + K + work);\n", (long long)H_FULL, threads);
+    printf("# SSM kernel, H = %lld channels: CPU seconds of one thread (wall time on T idle cores ~ this / T)\n"
+           "# and peak memory (inputs + K + work of one thread)\n", (long long)H_FULL);
     printf("# naive = dense LegS (bilinear), cauchy = LegS dplr (rank 1), vandermonde = S4D-Lin (ZOH);\n");
-    printf("# '*' = measured on h < %lld channels and scaled to %lld (see the top of bench/bench_kernel.c)\n", (long long)H_FULL, (long long)H_FULL);
+    printf("# '*' = measured on h < %lld channels (naive: and <= 2048 steps) and scaled (see the top of\n"
+           "# bench/bench_kernel.c); t n/c = naive time / cauchy time, mem n/c likewise\n", (long long)H_FULL);
     printf("%5s %6s | %10s %10s %10s | %9s %9s %9s | %8s %8s | %8s %8s\n", "N", "L", "naive s", "cauchy s",
            "vander s", "naive", "cauchy", "vander", "t n/c", "t n/v", "mem n/c", "mem n/v");
     for (int i = 0; i < nN; i++) {
@@ -339,26 +353,33 @@ int main(int argc, char **argv) {
         build_prototype(Ns[i], &p);
         for (int j = 0; j < nL; j++) {
             result r[3];
-            for (int m = 0; m < 3; m++) r[m] = measure(m, &p, Ls[j], threads, budget);
+            for (int m = 0; m < 3; m++) r[m] = measure(m, &p, Ls[j], budget);
             char mem[3][32], ts[3][32];
             for (int m = 0; m < 3; m++) {
                 fmt_mem(r[m].bytes, mem[m], sizeof mem[m]);
-                snprintf(ts[m], sizeof ts[m], "%.3f%s", r[m].seconds, r[m].h < H_FULL ? "*" : "");
+                snprintf(ts[m], sizeof ts[m], "%.3f%s", r[m].seconds, r[m].h < H_FULL || r[m].Lrun < Ls[j] ? "*" : "");
             }
             printf("%5d %6lld | %10s %10s %10s | %9s %9s %9s | %8.1f %8.1f | %8.1f %8.1f\n", Ns[i], (long long)Ls[j],
                    ts[NAIVE], ts[CAUCHY], ts[VANDERMONDE], mem[NAIVE], mem[CAUCHY], mem[VANDERMONDE],
                    r[NAIVE].seconds / r[CAUCHY].seconds, r[NAIVE].seconds / r[VANDERMONDE].seconds,
                    r[NAIVE].bytes / r[CAUCHY].bytes, r[NAIVE].bytes / r[VANDERMONDE].bytes);
             fflush(stdout);
+            if (i == nN - 1 && j == nL - 1)
+                krylov_note = (double)H_FULL * Ns[i] * (double)Ls[j] * 8 + r[NAIVE].bytes, cauchy_last = r[CAUCHY].bytes;
         }
         free_prototype(&p);
     }
+    /* The S4 paper's memory baseline (LSSL) keeps the L states of the naive recurrence (the
+     * Krylov matrix, N x L per channel); our naive does not.  Its size is exact arithmetic: */
+    printf("# a naive method that keeps its states (N x L per channel, as LSSL does) would need %.1f GB at\n"
+           "# N = %d, L = %lld: %.0fx the cauchy peak (computed from the byte count, not run)\n",
+           krylov_note / 1e9, Ns[nN - 1], (long long)Ls[nL - 1], krylov_note / cauchy_last);
 
     int64_t batch = 16, H = 256, L = 4096;
     if (quick) { batch = 4; H = 64; }
-    printf("\n# FFT convolution (float32), batch %lld x H %lld x L %lld, %d threads; GFLOP/s = FFTW's own\n"
-           "# count (fftw_flops) of the transforms + 8 flops per output sample, over the best of 3 runs\n",
-           (long long)batch, (long long)H, (long long)L, threads);
+    printf("\n# FFT convolution (float32), batch %lld x H %lld x L %lld, one thread (CPU time, best of 3);\n"
+           "# GFLOP/s = FFTW's own count (fftw_flops) of the transforms + 8 flops per output sample\n",
+           (long long)batch, (long long)H, (long long)L);
     printf("%-22s %10s %10s %12s %12s %8s\n", "planner", "conv ms", "GFLOP/s", "FFTW-only ms", "FFTW GFLOP/s", "ratio");
     for (int meas = 0; meas < 2; meas++) {
         double o[4];
@@ -371,7 +392,7 @@ int main(int argc, char **argv) {
     double direct_total = td * (double)(batch * H) / (double)rows;
     double o[4];
     if (fft_in_child(0, batch, H, L, o) == 0)
-        printf("direct O(L^2) (f64, 1 thread, %lld rows scaled to %lld): %.2f s; FFT conv is %.0fx faster\n",
+        printf("direct O(L^2) (f64, %lld rows scaled to %lld): %.2f s; FFT conv is %.0fx faster\n",
                (long long)rows, (long long)(batch * H), direct_total, direct_total / o[0]);
     /* memory floor: read u, write y (float32) */
     printf("bytes floor: u + y = %.0f MB per call\n", 2.0 * 4 * (double)(batch * H * L) / 1e6);
