@@ -63,7 +63,10 @@ static int solve_small_complex(int n, double complex *a, double complex *b) {
 
 /* Per-thread scratch. */
 typedef struct {
-    double complex *ct, *v, *inv_d1, *d2, *q;     /* M, M, M, M, R*M */
+    double complex *ct;                           /* M: Ctilde */
+    double *cr, *ci, *vr, *vi, *idr, *idi;        /* M each: c, v, 1/d1 (split re/im) */
+    double *d2r, *d2i, *bbr, *bbi;                /* M each: d2, Bbar */
+    double *Pr, *Pi, *qr, *qi;                    /* R*M each: P, conj(P)/d1 */
     double *lr, *li, *sr, *si, *dr, *di;          /* M each */
     double *pr, *pi;                              /* (R+1)^2 * M: products a_n b_n */
     fftw_complex *khat;                           /* L/2 + 1 */
@@ -71,40 +74,51 @@ typedef struct {
 } cauchy_work;
 
 static void work_alloc(cauchy_work *w, int64_t M, int64_t R, int64_t L) {
-    size_t m = (size_t)(M > 0 ? M : 1), q = (size_t)((R + 1) * (R + 1));
-    w->ct = ssm_xmalloc(sizeof(double complex) * m * (4 + (size_t)R));
-    w->v = w->ct + m; w->inv_d1 = w->v + m; w->d2 = w->inv_d1 + m; w->q = w->d2 + m;
-    w->lr = ssm_xmalloc(sizeof(double) * m * (6 + 2 * q));
-    w->li = w->lr + m; w->sr = w->li + m; w->si = w->sr + m; w->dr = w->si + m; w->di = w->dr + m;
-    w->pr = w->di + m; w->pi = w->pr + q * m;
+    size_t m = (size_t)(M > 0 ? M : 1), q = (size_t)((R + 1) * (R + 1)), r = (size_t)R;
+    w->ct = ssm_xmalloc(sizeof(double complex) * m);
+    double *d = ssm_xmalloc(sizeof(double) * m * (16 + 4 * r + 2 * q));
+    w->cr = d; w->ci = d + m; w->vr = d + 2 * m; w->vi = d + 3 * m; w->idr = d + 4 * m; w->idi = d + 5 * m;
+    w->d2r = d + 6 * m; w->d2i = d + 7 * m; w->bbr = d + 8 * m; w->bbi = d + 9 * m;
+    w->lr = d + 10 * m; w->li = d + 11 * m; w->sr = d + 12 * m; w->si = d + 13 * m; w->dr = d + 14 * m;
+    w->di = d + 15 * m;
+    w->Pr = d + 16 * m; w->Pi = w->Pr + r * m; w->qr = w->Pi + r * m; w->qi = w->qr + r * m;
+    w->pr = w->qi + r * m; w->pi = w->pr + q * m;
     w->khat = fftw_malloc(sizeof(fftw_complex) * (size_t)(L / 2 + 1));
     w->out = fftw_malloc(sizeof(double) * (size_t)L);
     if (!w->khat || !w->out) ssm_die("cauchy kernel: out of memory (L = %lld)", (long long)L);
 }
 static void work_free(cauchy_work *w) {
-    free(w->ct); free(w->lr); fftw_free(w->khat); fftw_free(w->out);
+    free(w->ct); free(w->cr); fftw_free(w->khat); fftw_free(w->out);
 }
 
-/* Step 1: ct = C (I - Abar^L).  P is (R, M). */
+/* Step 1: w->ct = C (I - Abar^L), and *ksum = sum_l K_l.  P is (R, M).
+ * Vectors are split into re/im arrays so that each pass over the modes vectorizes. */
 static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
                   const double complex *P, const double complex *B, const double complex *C,
                   cauchy_work *w, double *ksum) {
-    double complex *c = w->ct, *v = w->v, *inv_d1 = w->inv_d1, *d2 = w->d2, *q = w->q;
+    double *cr = w->cr, *ci = w->ci, *vr = w->vr, *vi = w->vi, *idr = w->idr, *idi = w->idi;
+    double *d2r = w->d2r, *d2i = w->d2i, *bbr = w->bbr, *bbi = w->bbi;
+    double *Pr = w->Pr, *Pi = w->Pi, *qr = w->qr, *qi = w->qi;
     double h = dt / 2, S[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
     for (int64_t n = 0; n < M; n++) {
-        inv_d1[n] = 1 / (1 - h * lam[n]);
-        d2[n] = 1 + h * lam[n];
-        c[n] = C[n];
+        double complex inv = 1 / (1 - h * lam[n]), d2 = 1 + h * lam[n];
+        idr[n] = creal(inv); idi[n] = cimag(inv);
+        d2r[n] = creal(d2); d2i[n] = cimag(d2);
+        cr[n] = creal(C[n]); ci[n] = cimag(C[n]);
     }
     for (int64_t r = 0; r < R; r++)
-        for (int64_t n = 0; n < M; n++) q[r * M + n] = conj(P[r * M + n]) * inv_d1[n];
+        for (int64_t n = 0; n < M; n++) {
+            double complex p = P[r * M + n], q = conj(p) * (idr[n] + I * idi[n]);
+            Pr[r * M + n] = creal(p); Pi[r * M + n] = cimag(p);
+            qr[r * M + n] = creal(q); qi[r * M + n] = cimag(q);
+        }
     /* S[i][j] = 2/dt delta_ij + 2 Re sum_n conj(P_in) P_jn / d1_n  (real, R x R); Sinv by
      * solving against the unit vectors (complex solver on a real matrix). */
     for (int64_t i = 0; i < R; i++)
         for (int64_t j = 0; j < R; j++) {
-            double complex s = 0;
-            for (int64_t n = 0; n < M; n++) s += q[i * M + n] * P[j * M + n];
-            S[i * R + j] = (i == j ? 2 / dt : 0) + 2 * creal(s);
+            double s = 0;
+            for (int64_t n = 0; n < M; n++) s += qr[i * M + n] * Pr[j * M + n] - qi[i * M + n] * Pi[j * M + n];
+            S[i * R + j] = (i == j ? 2 / dt : 0) + 2 * s;
         }
     for (int64_t j = 0; j < R; j++) {
         double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], b[CAUCHY_MAX_RANK];
@@ -113,14 +127,16 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
         if (solve_small_complex((int)R, a, b)) return -1;
         for (int64_t i = 0; i < R; i++) Sinv[i * R + j] = creal(b[i]);
     }
-    /* Bbar = M1^{-1} dt B (Woodbury, column form), kept in w->sr/si; during the steps
-     * ksum = sum_l (C Abar^l) Bbar = sum_l K_l, the value of Khat at w = 1 (see step 2). */
+    /* Bbar = M1^{-1} dt B (Woodbury, column form): y = D1^{-1} dt B, t = P^* y (real, full sum),
+     * Bbar = y - D1^{-1} P Sinv t.  During the steps ksum = sum_l (C Abar^l) Bbar = sum_l K_l,
+     * the value of Khat at w = 1 (see step 2). */
     {
         double t[CAUCHY_MAX_RANK], x[CAUCHY_MAX_RANK];
-        for (int64_t n = 0; n < M; n++) v[n] = dt * B[n] * inv_d1[n];
+        double complex *y = w->ct;   /* scratch until the end */
+        for (int64_t n = 0; n < M; n++) y[n] = dt * B[n] * (idr[n] + I * idi[n]);
         for (int64_t i = 0; i < R; i++) {
             double complex s = 0;
-            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * v[n];
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * y[n];
             t[i] = 2 * creal(s);
         }
         for (int64_t i = 0; i < R; i++) {
@@ -128,50 +144,63 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
             for (int64_t j = 0; j < R; j++) x[i] += Sinv[i * R + j] * t[j];
         }
         for (int64_t n = 0; n < M; n++) {
-            double complex b = v[n];
-            for (int64_t j = 0; j < R; j++) b -= inv_d1[n] * P[j * M + n] * x[j];
-            w->sr[n] = creal(b);
-            w->si[n] = cimag(b);
+            double complex b = y[n];
+            for (int64_t j = 0; j < R; j++) b -= (idr[n] + I * idi[n]) * P[j * M + n] * x[j];
+            bbr[n] = creal(b);
+            bbi[n] = cimag(b);
         }
     }
     double ks = 0;
     for (int64_t step = 0; step < L; step++) {
-        {
-            double s = 0;
-            const double *br = w->sr, *bi = w->si;
-#pragma omp simd reduction(+ : s)
-            for (int64_t n = 0; n < M; n++) s += creal(c[n]) * br[n] - cimag(c[n]) * bi[n];
-            ks += 2 * s;
-        }
-        /* v = c D1^{-1};  alpha_j = (v P)_j (full sum, real);  beta = alpha S^{-1} */
+        /* pass 1: ks += (c Bbar) (full sum); v = c D1^{-1}; alpha_j = (v P_j) (full sum, real) */
         double alpha[CAUCHY_MAX_RANK], beta[CAUCHY_MAX_RANK], gamma[CAUCHY_MAX_RANK];
-        for (int64_t n = 0; n < M; n++) v[n] = c[n] * inv_d1[n];
-        for (int64_t j = 0; j < R; j++) {
-            double s = 0;
-            const double complex *pj = P + j * M;
+        double s = 0;
 #pragma omp simd reduction(+ : s)
-            for (int64_t n = 0; n < M; n++) s += creal(v[n]) * creal(pj[n]) - cimag(v[n]) * cimag(pj[n]);
-            alpha[j] = 2 * s;
+        for (int64_t n = 0; n < M; n++) {
+            s += cr[n] * bbr[n] - ci[n] * bbi[n];
+            vr[n] = cr[n] * idr[n] - ci[n] * idi[n];
+            vi[n] = cr[n] * idi[n] + ci[n] * idr[n];
+        }
+        ks += 2 * s;
+        for (int64_t j = 0; j < R; j++) {
+            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            double a = 0;
+#pragma omp simd reduction(+ : a)
+            for (int64_t n = 0; n < M; n++) a += vr[n] * pr[n] - vi[n] * pi[n];
+            alpha[j] = 2 * a;
         }
         for (int64_t j = 0; j < R; j++) {
             beta[j] = 0;
             for (int64_t i = 0; i < R; i++) beta[j] += alpha[i] * Sinv[i * R + j];
         }
-        /* u = v - beta P^* D1^{-1} (into v);  gamma = (u P) (real);  c = u D2 - dt/2 gamma P^* */
-        for (int64_t j = 0; j < R; j++)
-            for (int64_t n = 0; n < M; n++) v[n] -= beta[j] * q[j * M + n];
+        /* pass 2: u = v - beta conj(P) D1^{-1} (into v); gamma_j = (u P_j) (real) */
         for (int64_t j = 0; j < R; j++) {
-            double s = 0;
-            const double complex *pj = P + j * M;
-#pragma omp simd reduction(+ : s)
-            for (int64_t n = 0; n < M; n++) s += creal(v[n]) * creal(pj[n]) - cimag(v[n]) * cimag(pj[n]);
-            gamma[j] = 2 * s;
+            const double *q_r = qr + j * M, *q_i = qi + j * M;
+            double b = beta[j];
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) { vr[n] -= b * q_r[n]; vi[n] -= b * q_i[n]; }
         }
-        for (int64_t n = 0; n < M; n++) c[n] = v[n] * d2[n];
-        for (int64_t j = 0; j < R; j++)
-            for (int64_t n = 0; n < M; n++) c[n] -= h * gamma[j] * conj(P[j * M + n]);
+        for (int64_t j = 0; j < R; j++) {
+            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            double g = 0;
+#pragma omp simd reduction(+ : g)
+            for (int64_t n = 0; n < M; n++) g += vr[n] * pr[n] - vi[n] * pi[n];
+            gamma[j] = 2 * g;
+        }
+        /* pass 3: c = u D2 - dt/2 sum_j gamma_j conj(P_j) */
+#pragma omp simd
+        for (int64_t n = 0; n < M; n++) {
+            cr[n] = vr[n] * d2r[n] - vi[n] * d2i[n];
+            ci[n] = vr[n] * d2i[n] + vi[n] * d2r[n];
+        }
+        for (int64_t j = 0; j < R; j++) {
+            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            double g = h * gamma[j];
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) { cr[n] -= g * pr[n]; ci[n] += g * pi[n]; }
+        }
     }
-    for (int64_t n = 0; n < M; n++) c[n] = C[n] - c[n];
+    for (int64_t n = 0; n < M; n++) w->ct[n] = C[n] - (cr[n] + I * ci[n]);
     *ksum = ks;
     return 0;
 }
