@@ -162,16 +162,20 @@ typedef struct {
     int T;
     /* per block: A (and invariant B, C) transposed to (N, LANES); complex: re and im arrays */
     float *Ar, *Ai, *Br, *Bi, *Cr, *Ci;
-    /* per chunk, (T, LANES): step, step * u, u, softplus' of the raw step, pre-gate output */
-    float *dt, *dtu, *u, *dspd, *ypre, *dyp;
-    /* z and the gated output (backward: dz), (T, LANES); backward per chunk: du and ddelta */
-    float *z, *out, *du, *ddelta;
+    /* per chunk, (T, LANES): step, step * u, u, softplus' of the raw step, z (views into the
+     * base_ arrays), pre-gate output, gradient before the gate */
+    float *dt, *dtu, *u, *dspd, *z, *ypre, *dyp;
+    unsigned char *reset;
+    float *base_dt, *base_dtu, *base_u, *base_dspd, *base_z;
+    unsigned char *base_reset;
+    int has_z;
+    /* the gated output (backward: dz), (T, LANES); backward per chunk: du and ddelta */
+    float *out, *du, *ddelta;
     /* selective B, C of the chunk, (T, N) */
     float *Bsr, *Bsi, *Csr, *Csi;
     /* real selective B, C are read in place: at (b, t0, g, 0), strides per time step and state */
     const float *Bsel, *Csel;
     int64_t bc_t, bc_n;
-    unsigned char *reset;
     /* states: current (N, LANES); backward: chunk states (T + 1, N, LANES), checkpoints, g */
     float *xr, *xi, *xsr, *xsi, *ckr, *cki, *gr, *gi;
     float *zeros;     /* (N, LANES) zeros: the state after a reset */
@@ -180,6 +184,14 @@ typedef struct {
     /* backward accumulators per lane (N, LANES) and per block */
     float *dAr, *dAi, *dBr, *dBi, *dCr, *dCi;
 } workspace;
+
+/* Points the per-chunk step arrays at chunk c of the base arrays (always 0 in the forward). */
+static void ws_view_chunk(workspace *w, int64_t c) {
+    int64_t o = c * w->T * LANES;
+    w->dt = w->base_dt + o, w->dtu = w->base_dtu + o, w->u = w->base_u + o, w->dspd = w->base_dspd + o;
+    w->z = w->has_z ? w->base_z + o : w->base_z;
+    w->reset = w->base_reset + c * w->T;
+}
 
 static float *alloc_floats(int64_t n) { return ssm_xcalloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
@@ -192,12 +204,19 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
     w->T = (int)T;
     w->Ar = alloc_floats(NW); w->Br = alloc_floats(NW); w->Cr = alloc_floats(NW);
     w->xr = alloc_floats(NW);
-    w->dt = alloc_floats(T * LANES); w->dtu = alloc_floats(T * LANES); w->u = alloc_floats(T * LANES);
-    w->dspd = alloc_floats(T * LANES); w->ypre = alloc_floats(T * LANES); w->dyp = alloc_floats(T * LANES);
+    /* the backward keeps the packed steps of the whole sequence (from its first pass), so the
+     * second pass needs no gathering: (L, LANES) floats each, w->dt etc. view one chunk */
+    int64_t steps = backward ? (p->L + T - 1) / T * T : T;
+    w->base_dt = alloc_floats(steps * LANES); w->base_dtu = alloc_floats(steps * LANES);
+    w->base_u = alloc_floats(steps * LANES); w->base_dspd = alloc_floats(steps * LANES);
+    w->has_z = p->z != NULL;
+    w->base_z = alloc_floats(p->z ? steps * LANES : 1);
+    w->base_reset = ssm_xcalloc((size_t)steps, 1);
+    ws_view_chunk(w, 0);
+    w->ypre = alloc_floats(T * LANES); w->dyp = alloc_floats(T * LANES);
     w->du = alloc_floats(T * LANES); w->ddelta = alloc_floats(T * LANES);
-    w->z = alloc_floats(T * LANES); w->out = alloc_floats(T * LANES);
+    w->out = alloc_floats(T * LANES);
     w->Bsr = alloc_floats(T * N); w->Csr = alloc_floats(T * N);
-    w->reset = ssm_xcalloc((size_t)T, 1);
     if (cplx) {
         w->Ai = alloc_floats(NW); w->Bi = alloc_floats(NW); w->Ci = alloc_floats(NW);
         w->xi = alloc_floats(NW); w->Bsi = alloc_floats(T * N); w->Csi = alloc_floats(T * N);
@@ -215,11 +234,11 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
     }
 }
 static void ws_free(workspace *w) {
-    float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->dt, w->dtu, w->u, w->dspd, w->ypre,
-                    w->dyp, w->du, w->ddelta, w->z, w->out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
+    float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->base_dt, w->base_dtu, w->base_u,
+                    w->base_dspd, w->base_z, w->ypre, w->dyp, w->du, w->ddelta, w->out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
                     w->cki, w->gr, w->gi, w->zeros, w->as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-    free(w->reset);
+    free(w->base_reset);
 }
 
 /* Loads the block's A (and invariant B, C) as (N, LANES), padding lanes with 0. */
@@ -374,9 +393,8 @@ static void scatter_lanes(const ssm_scan_params *p, const float *restrict src, f
     }
 }
 
-/* Packs time steps [t0, t0 + tn) of block (b, g, d0): steps, u, z, selective B and C, resets. */
-static void pack_chunk(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t d0, int nd,
-                       int64_t t0, int tn) {
+/* Packs time steps [t0, t0 + tn) of block (b, d0): steps, u, z, resets. */
+static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd, int64_t t0, int tn) {
     const ssm_scan_params *p = s->p;
     gather_lanes(p, p->delta, w->dt, b, d0, nd, t0, tn);
     gather_lanes(p, p->u, w->u, b, d0, nd, t0, tn);
@@ -388,6 +406,11 @@ static void pack_chunk(const scan_plan *s, workspace *w, int64_t b, int64_t g, i
         int64_t tt = t0 + t;
         w->reset[t] = p->seq_idx && tt > 0 && p->seq_idx[b * p->L + tt] != p->seq_idx[b * p->L + tt - 1];
     }
+}
+
+/* Selective B, C of the chunk: real ones are read in place (pointers), complex ones packed (T, N). */
+static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t t0, int tn) {
+    const ssm_scan_params *p = s->p;
     if (p->G == 0) return;
     if (!p->complex_A) {
         w->Bsel = p->B + bc_sel_at(p, b, t0, g, 0);
@@ -541,7 +564,8 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
             if (p->D_skip) for (int l = 0; l < nd; l++) dskip[l] = p->D_skip[d0 + l];
             for (int64_t t0 = 0; t0 < p->L; t0 += s.chunk) {
                 int tn = (int)(p->L - t0 < s.chunk ? p->L - t0 : s.chunk);
-                pack_chunk(&s, &w, b, g, d0, nd, t0, tn);
+                pack_steps(&s, &w, b, d0, nd, t0, tn);
+                pack_bc(&s, &w, b, g, t0, tn);
                 chunk_forward(&s, &w, tn, w.ypre, NULL, NULL);
                 /* out = (y + D u) * silu(z), scattered back through the strides */
                 chunk_gate(w.out, w.ypre, w.u, p->z ? w.z : NULL, dskip, tn);
@@ -578,53 +602,46 @@ VECTOR_CLONES static void sum_lanes(const float *restrict v, float *restrict sum
  * the chunk on entry and before it on return.  Per-lane outputs go to w->du and w->ddelta
  * (softplus' applied), and the per-lane accumulators; selective dB, dC go per lane to w->hb, w->hc
  * (tn, N, LANES), summed over the lanes afterwards by sum_lanes. */
-VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int tn, const float *restrict dskip) {
-    const int64_t N = w->N;
-    float *restrict g = w->gr;
-    const float *restrict A = w->Ar;
+static inline __attribute__((always_inline)) void backward_real_body(
+    workspace *w, int tn, const float *restrict dskip, const int selective) {
+    const int64_t N = w->N, NW = N * LANES;
+    /* everything the loops touch, in locals: stores through one pointer then cannot make the
+     * compiler reload the others */
+    float *restrict g = w->gr, *restrict dA = w->dAr, *restrict dBi = w->dBr, *restrict dCi = w->dCr;
+    float *restrict hb = w->hb, *restrict hc = w->hc;
+    const float *restrict A = w->Ar, *restrict Bi = w->Br, *restrict Ci = w->Cr;
+    const float *restrict as = w->as, *restrict xs = w->xsr;
+    const float *restrict Bsel = w->Bsel, *restrict Csel = w->Csel;
+    const int64_t bc_t = w->bc_t, bc_n = w->bc_n;
     for (int t = tn - 1; t >= 0; t--) {
         const float *restrict dt = w->dt + t * LANES, *restrict dtu = w->dtu + t * LANES;
         const float *restrict dyp = w->dyp + t * LANES;
-        const float *restrict xt = w->xsr + (int64_t)(t + 1) * N * LANES;
-        const float *restrict xp = w->xsr + (int64_t)t * N * LANES;
+        const float *restrict xt = xs + (t + 1) * NW, *restrict xp = xs + t * NW;
+        const float *restrict at = as + t * NW;
         const float keep = w->reset[t] ? 0.0f : 1.0f;
         float sBu[LANES] = {0}, sAa[LANES] = {0};
         for (int64_t n = 0; n < N; n++) {
-            float *restrict gn = g + n * LANES, *restrict dAn = w->dAr + n * LANES;
-            const float *restrict An = A + n * LANES;
-            const float *restrict xtn = xt + n * LANES, *restrict xpn = xp + n * LANES;
-            const float *restrict an = w->as + ((int64_t)t * N + n) * LANES;
-            if (selective) {
-                const float bn = w->Bsel[t * w->bc_t + n * w->bc_n], cn = w->Csel[t * w->bc_t + n * w->bc_n];
-                float *restrict hb = w->hb + ((int64_t)t * N + n) * LANES;
-                float *restrict hc = w->hc + ((int64_t)t * N + n) * LANES;
+            const int64_t o = n * LANES;
+            float bn = 0, cn = 0;
+            if (selective) bn = Bsel[t * bc_t + n * bc_n], cn = Csel[t * bc_t + n * bc_n];
 #pragma omp simd
-                for (int l = 0; l < LANES; l++) {
-                    float a = an[l];
-                    float gg = gn[l] + dyp[l] * cn;
-                    hc[l] = dyp[l] * xtn[l];
-                    hb[l] = gg * dtu[l];
-                    sBu[l] += gg * bn;
-                    float gaa = gg * keep * xpn[l] * a;
-                    dAn[l] += gaa * dt[l];
-                    sAa[l] += gaa * An[l];
-                    gn[l] = keep * a * gg;
+            for (int l = 0; l < LANES; l++) {
+                float a = at[o + l];
+                float b = selective ? bn : Bi[o + l], c = selective ? cn : Ci[o + l];
+                float gg = g[o + l] + dyp[l] * c;          /* dL/dx_t */
+                float dc = dyp[l] * xt[o + l], db = gg * dtu[l];
+                if (selective) {   /* per-lane shares, summed over the lanes afterwards */
+                    hc[(t * N + n) * LANES + l] = dc;
+                    hb[(t * N + n) * LANES + l] = db;
+                } else {
+                    dCi[o + l] += dc;
+                    dBi[o + l] += db;
                 }
-            } else {
-                float *restrict dBn = w->dBr + n * LANES, *restrict dCn = w->dCr + n * LANES;
-                const float *restrict Bn = w->Br + n * LANES, *restrict Cn = w->Cr + n * LANES;
-#pragma omp simd
-                for (int l = 0; l < LANES; l++) {
-                    float a = an[l];
-                    float gg = gn[l] + dyp[l] * Cn[l];
-                    dCn[l] += dyp[l] * xtn[l];
-                    dBn[l] += gg * dtu[l];
-                    sBu[l] += gg * Bn[l];
-                    float gaa = gg * keep * xpn[l] * a;
-                    dAn[l] += gaa * dt[l];
-                    sAa[l] += gaa * An[l];
-                    gn[l] = keep * a * gg;
-                }
+                sBu[l] += gg * b;                          /* -> du, ddelta */
+                float gaa = gg * keep * xp[o + l] * a;     /* dL/da * a */
+                dA[o + l] += gaa * dt[l];
+                sAa[l] += gaa * A[o + l];
+                g[o + l] = keep * a * gg;                  /* dL/dx_{t-1} */
             }
         }
         float *restrict du = w->du + t * LANES, *restrict dd = w->ddelta + t * LANES;
@@ -634,6 +651,10 @@ VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int t
             dd[l] = (sBu[l] * u[l] + sAa[l]) * spd[l];
         }
     }
+}
+VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int tn, const float *dskip) {
+    if (selective) backward_real_body(w, tn, dskip, 1);
+    else backward_real_body(w, tn, dskip, 0);
 }
 
 /* Complex A, B, C: the same with g = dL/dRe x + i dL/dIm x; a product w = a x passes conj(a) g to
@@ -733,7 +754,9 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
                 int tn = (int)(L - t0 < T ? L - t0 : T);
                 memcpy(w.ckr + c * NW, w.xr, (size_t)NW * sizeof(float));
                 if (cplx) memcpy(w.cki + c * NW, w.xi, (size_t)NW * sizeof(float));
-                pack_chunk(&s, &w, b, g, d0, nd, t0, tn);
+                ws_view_chunk(&w, c);
+                pack_steps(&s, &w, b, d0, nd, t0, tn);
+                pack_bc(&s, &w, b, g, t0, tn);
                 chunk_forward(&s, &w, tn, NULL, NULL, NULL);
             }
             /* pass 2: chunks in reverse */
@@ -759,7 +782,8 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
             for (int64_t c = nck - 1; c >= 0; c--) {
                 int64_t t0 = c * T;
                 int tn = (int)(L - t0 < T ? L - t0 : T);
-                pack_chunk(&s, &w, b, g, d0, nd, t0, tn);
+                ws_view_chunk(&w, c);          /* the steps packed by pass 1 */
+                pack_bc(&s, &w, b, g, t0, tn);
                 memcpy(w.xr, w.ckr + c * NW, (size_t)NW * sizeof(float));
                 memcpy(w.xsr, w.xr, (size_t)NW * sizeof(float));
                 if (cplx) {
