@@ -54,6 +54,7 @@ static const char *const part_names[] = {"abs", "phase", "real", "imag"};
 
 typedef struct {
     const char *input, *tensor, *channels, *cmap_name, *range, *title, *xlabel, *ylabel, *format_name;
+    double range_lo, range_hi;   /* --range, when range is set */
     int64_t reshape_h, reshape_w;
     int lines, heatmap, curves, log, part, part_given;
     double width, height, scale;
@@ -62,6 +63,17 @@ typedef struct {
 enum { OPT_TENSOR = SSM_OPT_TOOL_FIRST, OPT_CHANNELS, OPT_RESHAPE, OPT_LINES, OPT_HEATMAP, OPT_COMPLEX,
        OPT_CURVES, OPT_CMAP, OPT_RANGE, OPT_LOG, OPT_TITLE, OPT_XLABEL, OPT_YLABEL, OPT_FORMAT, OPT_SIZE,
        OPT_SCALE };
+
+static void parse_range(const char *s, double *lo, double *hi) {
+    const char *colon = strchr(s, ':');
+    if (!colon) ssm_usage_error("--range: expected LO:HI, got '%s'", s);
+    char a[64], b[64];
+    snprintf(a, sizeof a, "%.*s", (int)(colon - s < 63 ? colon - s : 63), s);
+    snprintf(b, sizeof b, "%s", colon + 1);
+    *lo = ssm_parse_double("--range", a, -1e300, 1e300);
+    *hi = ssm_parse_double("--range", b, -1e300, 1e300);
+    if (!(*lo < *hi)) ssm_usage_error("--range: LO must be below HI, got '%s'", s);
+}
 
 static void parse_options(int argc, char **argv, options *o) {
     static struct option opts[] = {
@@ -108,7 +120,7 @@ static void parse_options(int argc, char **argv, options *o) {
                 ssm_usage_error("--cmap: unknown colour map '%s' (viridis, diverging, gray, phase)", optarg);
             o->cmap_name = optarg;
             break;
-        case OPT_RANGE: o->range = optarg; break;
+        case OPT_RANGE: o->range = optarg; parse_range(optarg, &o->range_lo, &o->range_hi); break;
         case OPT_LOG: o->log = 1; break;
         case OPT_TITLE: o->title = optarg; break;
         case OPT_XLABEL: o->xlabel = optarg; break;
@@ -290,17 +302,6 @@ static void default_title(const ssm_tensor *t, const ssm_tensor *dt, const optio
 }
 
 /* ---- colour scale ------------------------------------------------------------------------- */
-static void parse_range(const char *s, double *lo, double *hi) {
-    const char *colon = strchr(s, ':');
-    if (!colon) ssm_usage_error("--range: expected LO:HI, got '%s'", s);
-    char a[64], b[64];
-    snprintf(a, sizeof a, "%.*s", (int)(colon - s < 63 ? colon - s : 63), s);
-    snprintf(b, sizeof b, "%s", colon + 1);
-    *lo = ssm_parse_double("--range", a, -1e300, 1e300);
-    *hi = ssm_parse_double("--range", b, -1e300, 1e300);
-    if (!(*lo < *hi)) ssm_usage_error("--range: LO must be below HI, got '%s'", s);
-}
-
 static ssm_color_scale choose_scale(const options *o, const double *v, int64_t n) {
     double mn = INFINITY, mx = -INFINITY, min_pos = INFINITY;
     for (int64_t i = 0; i < n; i++) {
@@ -315,7 +316,8 @@ static ssm_color_scale choose_scale(const options *o, const double *v, int64_t n
     else if (o->part_given && o->part == PART_PHASE) s.cmap = SSM_CMAP_PHASE;
     else s.cmap = any && mn < 0 ? SSM_CMAP_DIVERGING : SSM_CMAP_VIRIDIS;
     if (o->range) {
-        parse_range(o->range, &s.vmin, &s.vmax);
+        s.vmin = o->range_lo;
+        s.vmax = o->range_hi;
     } else if (o->part_given && o->part == PART_PHASE) {
         s.vmin = -M_PI;
         s.vmax = M_PI;
@@ -427,7 +429,7 @@ static void draw_lines(ssm_figure *fig, const options *o, const ssm_tensor *t, c
         series[ns] = (ssm_series){NULL, v + r * cols, cols, hi - lo > 1 ? labels[ns] : NULL, -1, 0, 0};
     }
     ssm_axes ax = {title, o->xlabel ? o->xlabel : xlabel, o->ylabel ? o->ylabel : "", o->log, 0, 0};
-    if (o->range) parse_range(o->range, &ax.ylo, &ax.yhi);
+    if (o->range) { ax.ylo = o->range_lo; ax.yhi = o->range_hi; }
     ssm_draw_lines(fig, (ssm_rect){0, 0, fig->width, fig->height}, &ax, series, ns);
     ssm_info("%d line series of %lld points", ns, (long long)cols);
 }
