@@ -392,10 +392,15 @@ static void draw_colour_bar(ssm_figure *fig, ssm_rect bar, const ssm_color_scale
 }
 
 /* ---- heatmap ------------------------------------------------------------------------------- */
-static void draw_title(cairo_t *cr, double cx, double y, const char *title) {
+/* A title centred at cx, shrunk (down to 7 pt) to fit maxw, and kept inside [0, fig_w]. */
+static void draw_title(cairo_t *cr, double cx, double y, const char *title, double maxw, double fig_w) {
     if (!title || !*title) return;
+    double size = TITLE_SIZE, w = text_width(cr, title, size);
+    if (w > maxw) { size = fmax(7, size * maxw / w); w = text_width(cr, title, size); }
+    if (cx - w / 2 < 4) cx = 4 + w / 2;
+    if (cx + w / 2 > fig_w - 4) cx = fmax(4 + w / 2, fig_w - 4 - w / 2);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    text_at(cr, cx, y, title, 0.5, 0, TITLE_SIZE);
+    text_at(cr, cx, y, title, 0.5, 0, size);
 }
 
 void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area_out) {
@@ -432,7 +437,7 @@ void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area_out
     if (hm->xlabel && *hm->xlabel)
         text_at(cr, area.x + area.w / 2, area.y + area.h + TICK_LEN + 20, hm->xlabel, 0.5, 0, LABEL_SIZE);
     if (hm->ylabel && *hm->ylabel) text_vertical(cr, 16, area.y + area.h / 2, hm->ylabel, LABEL_SIZE);
-    draw_title(cr, area.x + area.w / 2, 10, hm->title);
+    draw_title(cr, area.x + area.w / 2, 10, hm->title, fig->width - 8, fig->width);
     draw_colour_bar(fig, (ssm_rect){area.x + area.w + 14, area.y, 14, area.h}, &hm->scale, hm->cbar_label);
     if (area_out) *area_out = area;
 }
@@ -457,7 +462,7 @@ void ssm_draw_image_grid(ssm_figure *fig, const ssm_image_grid *g) {
             if (zoom > best_zoom) { best_zoom = zoom; best_cols = nc; }
         }
         /* labels only when tiles are big enough to carry them */
-        if (pass == 0 && best_zoom * (double)g->w >= 24) label_h = 11;
+        if (pass == 0 && g->n > 1 && best_zoom * (double)g->w >= 24) label_h = 11;
         else break;
     }
     if (best_zoom <= 0) ssm_die("figure size %gx%g is too small for %lld images", fig->width, fig->height, (long long)g->n);
@@ -477,7 +482,7 @@ void ssm_draw_image_grid(ssm_figure *fig, const ssm_image_grid *g) {
             text_at(cr, tile.x + tile.w / 2, tile.y - 2, lab, 0.5, 1, 8);
         }
     }
-    draw_title(cr, avail.x + avail.w / 2, 10, g->title);
+    draw_title(cr, avail.x + avail.w / 2, 10, g->title, fig->width - 8, fig->width);
     double bar_h = fmin(gh, avail.h);
     draw_colour_bar(fig, (ssm_rect){fig->width - right + 14, y0 + label_h, 14, bar_h - label_h}, &g->scale, g->cbar_label);
 }
@@ -669,7 +674,7 @@ void ssm_draw_lines(ssm_figure *fig, ssm_rect panel, const ssm_axes *ax, const s
     cairo_set_source_rgb(cr, 0, 0, 0);
     if (ax->xlabel && *ax->xlabel) text_at(cr, area.x + area.w / 2, area.y + area.h + TICK_LEN + 20, ax->xlabel, 0.5, 0, LABEL_SIZE);
     if (ax->ylabel && *ax->ylabel) text_vertical(cr, panel.x + 16, area.y + area.h / 2, ax->ylabel, LABEL_SIZE);
-    draw_title(cr, area.x + area.w / 2, panel.y + 9, ax->title);
+    draw_title(cr, area.x + area.w / 2, panel.y + 9, ax->title, panel.w - 8, fig->width);
 #undef PX
 #undef PY
 }
