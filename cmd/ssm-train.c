@@ -410,7 +410,7 @@ int main(int argc, char **argv) {
         float loss = model_forward(&m, V ? tok : NULL, feat, batch, L, tgt, 1, dseed);
         if (!isfinite(loss)) {
             if (log) fclose(log);
-            ssm_die("step %lld: the loss is %s; stopping (the last good checkpoint, step %lld, is %s)", (long long)step,
+            ssm_die("step %lld: the loss is %s; stopping (the last good checkpoint, step %lld, is %s)", (long long)step + 1,
                     isnan(loss) ? "NaN" : "infinite", (long long)last_saved, strcmp(out, "-") && last_saved > 0 ? out : "not written");
         }
         model_backward(&m);
@@ -419,7 +419,7 @@ int main(int argc, char **argv) {
         if (!isfinite(gnorm)) {
             if (log) fclose(log);
             ssm_die("step %lld: the gradient norm is not finite; stopping (the last good checkpoint, step %lld, is %s)",
-                    (long long)step, (long long)last_saved, strcmp(out, "-") && last_saved > 0 ? out : "not written");
+                    (long long)step + 1, (long long)last_saved, strcmp(out, "-") && last_saved > 0 ? out : "not written");
         }
         int64_t correct, counted;
         model_accuracy(&m, &correct, &counted);
