@@ -427,7 +427,7 @@ int main(int argc, char **argv) {
         double rate = dt > 0 ? (double)batch * L / dt : 0;
         tok_rate = tok_rate ? 0.9 * tok_rate + 0.1 * rate : rate;
         double acc = counted ? (double)correct / (double)counted : 0;
-        if (log) fprintf(log, "%lld\ttrain\t%.6f\t%.6f\t%.6g\t%.1f\t%.3f\n", (long long)opt.step, loss, acc, lr_now, rate, now - t0);
+        if (log) { fprintf(log, "%lld\ttrain\t%.6f\t%.6f\t%.6g\t%.1f\t%.3f\n", (long long)opt.step, loss, acc, lr_now, rate, now - t0); fflush(log); }
         int do_eval = opt.step % eval_every == 0 || opt.step == total;
         if (do_eval) {
             last_eval = evaluate(&m, task, eval_n, batch, seed, tok, feat, tgt);
