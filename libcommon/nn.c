@@ -32,6 +32,8 @@ static void add_chunk_sums(float *dst, float *partial, int64_t nchunks, int64_t 
  * (relative error < 2e-7); clamped to [-87, 88] (no overflow, no denormals). */
 static inline float fast_expf(float x) {
     const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it rounds to an integer */
+    float in = x;
+    x = x == x ? x : 0.0f;             /* NaN: computed on 0, returned as NaN below */
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float kf = (x * 1.44269504088896341f + magic) - magic;
     float r = x - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
@@ -40,7 +42,7 @@ static inline float fast_expf(float x) {
     q = q * r + 0.5f; q = q * r + 1.0f; q = q * r + 1.0f;
     union { float f; int32_t i; } sc;
     sc.i = ((int32_t)kf + 127) * (1 << 23);
-    return q * sc.f;
+    return in == in ? q * sc.f : in;
 }
 static inline float fast_sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
 /* Phi(x) = (1 + erf(x / sqrt 2)) / 2 through erfc's Chebyshev fit (Numerical Recipes erfcc,
