@@ -443,9 +443,9 @@ int main(int argc, char **argv) {
             char eta[32];
             double per = (now - t0) / (double)(opt.step - start_step);
             fmt_duration(eta, sizeof eta, per * (double)(total - opt.step));
-            fprintf(stderr, "\r%s: step %lld/%lld  loss %.4f%s  acc %.1f%%  %.3gk tok/s  ETA %s   ", ssm_cli.prog,
+            fprintf(stderr, "\r%s: step %lld/%lld  loss %.4f%s  acc %.1f%%  %.0f tok/s  ETA %s   ", ssm_cli.prog,
                     (long long)opt.step, (long long)total, is_text ? loss / M_LN2 : loss, is_text ? " bpb" : "", 100 * acc,
-                    tok_rate / 1000, eta);
+                    tok_rate, eta);
             fflush(stderr);
         }
         if (save_every && opt.step % save_every == 0 && opt.step < total) { save_checkpoint(&rs, out); last_saved = opt.step; }
