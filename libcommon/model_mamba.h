@@ -83,7 +83,7 @@ mamba_state *mamba_state_new(const mamba_model *m, int batch);   /* zeros */
 void mamba_state_reset(mamba_state *s);
 void mamba_state_free(mamba_state *s);
 
-/* Forward over (batch, L); see the top of this file.  threads: 0 = all. */
+/* Forward over (batch, L); see the top of this file.  Threads: nn_set_threads (nn.h). */
 float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features, int batch,
                     int L, const int32_t *targets, mamba_state *state);
 /* Backward of the last forward (which must have had targets and no state): adds the gradients
