@@ -467,10 +467,14 @@ int main(int argc, char **argv) {
     if (show) fputc('\n', stderr);
     if (log) fclose(log);
     save_checkpoint(&rs, out);
-    if (ssm_cli.verbose > 0 || show)
-        fprintf(stderr, "%s: %lld steps in %.1fs; eval loss %.4f%s, accuracy %.2f%%\n", ssm_cli.prog,
+    if (ssm_cli.verbose > 0 || show) {
+        double base = ssm_task_baseline(task);
+        char bl[96] = "";
+        if (isfinite(base)) snprintf(bl, sizeof bl, " (%s baseline %.4f)", is_text ? "unigram" : "chance", is_text ? base / M_LN2 : base);
+        fprintf(stderr, "%s: %lld steps in %.1fs; eval loss %.4f%s%s, accuracy %.2f%%\n", ssm_cli.prog,
                 (long long)(opt.step - start_step), ssm_now() - t0, is_text ? last_eval.loss / M_LN2 : last_eval.loss,
-                is_text ? " bits/byte" : "", 100 * last_eval.acc);
+                is_text ? " bits/byte" : "", bl, 100 * last_eval.acc);
+    }
     adamw_free(&opt);
     free(tok); free(tgt); free(feat);
     if (m.mm) mamba_free(m.mm);

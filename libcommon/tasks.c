@@ -2,6 +2,7 @@
 #include "tasks.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,28 @@ void ssm_task_describe(const ssm_task *t, char *buf, int n) {
     case T_INDUCTION: snprintf(buf, (size_t)n, "seq_len=%d vocab=%d", t->L, t->vocab); break;
     case T_TEXT: snprintf(buf, (size_t)n, "seq_len=%d bytes=%lld", t->L, (long long)t->text_len); break;
     default: snprintf(buf, (size_t)n, "L=%d train=%lld eval=%lld", t->L, (long long)t->n_train, (long long)t->n_eval);
+    }
+}
+
+double ssm_task_baseline(const ssm_task *t) {
+    switch (t->kind) {
+    case T_SELCOPY: return log((double)(t->vocab - 2));
+    case T_INDUCTION: return log((double)(t->vocab - 1));
+    case T_TEXT: {
+        double count[256] = {0}, total = 256;
+        for (int i = 0; i < 256; i++) count[i] = 1;
+        for (int64_t i = 0; i < t->text_split; i++) count[t->text[i]]++;
+        total += (double)t->text_split;
+        double ce = 0;
+        int64_t n = 0;
+        for (int64_t e = 0; e < t->n_eval; e++)     /* the targets of the eval windows */
+            for (int j = 1; j <= t->L; j++) {
+                ce -= log(count[t->text[t->text_split + e * (t->L + 1) + j]] / total);
+                n++;
+            }
+        return n ? ce / (double)n : NAN;
+    }
+    default: return NAN;
     }
 }
 

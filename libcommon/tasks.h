@@ -51,6 +51,10 @@ int64_t ssm_task_eval_size(const ssm_task *t);    /* eval examples (fixed) */
  * Training examples walk through an epoch-wise shuffle of the data sets. */
 void ssm_task_examples(ssm_task *t, int split, uint64_t seed, int64_t first, int count,
                        int32_t *tokens, float *features, int32_t *targets);
+/* A reference loss (nats per target) a model must beat: for text, the cross-entropy of the eval
+ * bytes under the training bytes' unigram distribution (add-one smoothed); for tasks with uniform
+ * random targets, log(choices); NaN where there is none. */
+double ssm_task_baseline(const ssm_task *t);
 /* A line describing the task's parameters, stored in checkpoints ("seq_len=256 copy_tokens=16"). */
 void ssm_task_describe(const ssm_task *t, char *buf, int n);
 

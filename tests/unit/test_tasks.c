@@ -113,6 +113,9 @@ static void test_text(void) {
     for (int j = 0; j < 150; j++) ok &= tgt[j] == 'a' + (tok[j] - 'a' + 1) % 26;
     CHECK(ok, "text: the target of each byte is the next byte");
     CHECK(ssm_task_eval_size(t) == 500 / 51, "eval windows cover the last 10%%");
+    /* 26 letters equally often: the unigram cross-entropy is about log 26 (smoothing adds a bit) */
+    double base = ssm_task_baseline(t);
+    CHECK(base > log(26.0) - 0.01 && base < log(26.0) + 0.1, "text unigram baseline %g vs log 26 = %g", base, log(26.0));
     ssm_task_free(t);
     unlink(path);
 }
