@@ -99,7 +99,8 @@ static void open_fmnist(ssm_task *t, const ssm_task_options *o) {
 
 static void open_text(ssm_task *t, const ssm_task_options *o) {
     if (!o->file) ssm_usage_error("--task text needs a FILE (--task text:FILE or --data FILE)");
-    FILE *f = fopen(o->file, "rb");
+    int is_stdin = strcmp(o->file, "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(o->file, "rb");
     if (!f) ssm_die("%s: cannot open: %s", o->file, strerror(errno));
     size_t cap = 1 << 20, n = 0;
     t->text = ssm_xmalloc(cap);
@@ -110,7 +111,7 @@ static void open_text(ssm_task *t, const ssm_task_options *o) {
         n += k;
     }
     if (ferror(f)) ssm_die("%s: read error: %s", o->file, strerror(errno));
-    fclose(f);
+    if (!is_stdin) fclose(f);
     t->text_len = (int64_t)n;
     t->text_split = t->text_len * 9 / 10;
     t->L = o->seq_len ? o->seq_len : 256;
