@@ -152,6 +152,7 @@ static void model_accuracy(model *m, int64_t *correct, int64_t *counted) {
 
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 static volatile sig_atomic_t got_signal;
+static const char *data_file;   /* the task's FILE (text, stream), saved for --resume */
 static void on_signal(int sig) { got_signal = sig; }
 
 typedef struct {
@@ -179,6 +180,7 @@ static void save_checkpoint(const run_state *r, const char *path) {
     ssm_set_put(&set, config_tensor(r));
     ssm_tensor *tr = ssm_tensor_new("train", SSM_U8, 1, (int64_t[]){0});
     ssm_tensor_set_attrf(tr, "step", "%lld", (long long)r->opt->step);
+    if (data_file) ssm_tensor_set_attr(tr, "file", data_file);
     for (int i = 0; i < O_COUNT; i++) {
         const option *o = &opts[i];
         if (!o->saved) continue;
@@ -298,7 +300,9 @@ int main(int argc, char **argv) {
         load_set(resume, &ckpt);
         ssm_tensor *tr = ssm_require(&ckpt, "train", "u8 [0] with the training options");
         restore_options(tr, resume);
+        if (!file && ssm_tensor_get_attr(tr, "file")) file = ssm_xstrdup(ssm_tensor_get_attr(tr, "file"));
     }
+    data_file = file;
     if (!opts[O_MODEL].s) ssm_usage_error("--model is required (mamba or s4d)");
     if (!opts[O_TASK].s) ssm_usage_error("--task is required");
     int is_mamba = strcmp(opts[O_MODEL].s, "mamba") == 0;

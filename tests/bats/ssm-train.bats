@@ -131,6 +131,10 @@ EOF
     seq 1 3000 > "$T/text.txt"
     ssm-train --model mamba --d-model 16 --task text "$T/text.txt" --seq-len 32 --batch 2 --steps 3 --eval-examples 4 -o "$T/c.ssm"
     ssm-tensor info "$T/c.ssm" | grep -q "tokenizer=bytes"
+    # --resume finds the FILE in the checkpoint; FILE '-' is stdin
+    ssm-train --resume "$T/c.ssm" --steps 5 -o "$T/d.ssm"
+    ssm-tensor info "$T/d.ssm" | grep -q "step=5"
+    ssm-train --model mamba --d-model 16 --task text --seq-len 32 --batch 2 --steps 1 --eval-examples 1 - -o "$T/e.ssm" < "$T/text.txt"
     ssm-tensor info "$T/c.ssm" | grep -q "^embedding.weight .*\[256, 16\]"
 }
 
