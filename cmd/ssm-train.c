@@ -153,7 +153,11 @@ static void model_accuracy(model *m, int64_t *correct, int64_t *counted) {
 /* ---- checkpoints ---------------------------------------------------------------------------- */
 static volatile sig_atomic_t got_signal;
 static const char *data_file;   /* the task's FILE (text, stream), saved for --resume */
-static void on_signal(int sig) { got_signal = sig; }
+/* The first SIGINT/SIGTERM asks for a checkpoint at the end of the step; a second one kills. */
+static void on_signal(int sig) {
+    got_signal = sig;
+    signal(sig, SIG_DFL);
+}
 
 typedef struct {
     model *m;
