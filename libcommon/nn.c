@@ -1,0 +1,343 @@
+/* nn.c - forward and backward of the model operations (see nn.h for the conventions). */
+#include "nn.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "params.h"
+
+void openblas_set_num_threads(int);
+
+void nn_set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+/* ---- linear -------------------------------------------------------------------------------- */
+void linear_forward(float *out, const float *inp, const float *W, const float *bias, int64_t M,
+                    int64_t In, int64_t Out) {
+    if (M == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Out, (int)In, 1.0f, inp, (int)In,
+                W, (int)In, 0.0f, out, (int)Out);
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t o = 0; o < Out; o++) out[m * Out + o] += bias[o];
+    }
+}
+
+void linear_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
+                     const float *W, int64_t M, int64_t In, int64_t Out) {
+    if (M == 0) return;
+    if (dinp)   /* dinp (M, In) += dout (M, Out) @ W (Out, In) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)In, (int)Out, 1.0f, dout,
+                    (int)Out, W, (int)In, 1.0f, dinp, (int)In);
+    if (dW)     /* dW (Out, In) += dout^T (Out, M) @ inp (M, In) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)In, (int)M, 1.0f, dout,
+                    (int)Out, inp, (int)In, 1.0f, dW, (int)In);
+    if (dbias) {  /* a sum over rows, in row order for each output (parallel over outputs) */
+#pragma omp parallel for schedule(static)
+        for (int64_t o = 0; o < Out; o++) {
+            float s = 0;
+            for (int64_t m = 0; m < M; m++) s += dout[m * Out + o];
+            dbias[o] += s;
+        }
+    }
+}
+
+/* ---- LayerNorm ----------------------------------------------------------------------------- */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                       const float *b, int64_t M, int64_t C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C;
+        double s = 0, ss = 0;
+        for (int64_t c = 0; c < C; c++) s += x[c];
+        double mu = s / (double)C;
+        for (int64_t c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
+        float r = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < C; c++) out[m * C + c] = (float)((x[c] - mu) * r) * w[c] + (b ? b[c] : 0.0f);
+        mean[m] = (float)mu;
+        rstd[m] = r;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, int64_t M, int64_t C) {
+    /* xhat = (x - mu) r; dxhat = dout * w;
+     * dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C, *dy = dout + m * C;
+        float mu = mean[m], r = rstd[m];
+        double s1 = 0, s2 = 0;
+        for (int64_t c = 0; c < C; c++) {
+            float xhat = (x[c] - mu) * r, dxhat = dy[c] * w[c];
+            s1 += dxhat;
+            s2 += dxhat * xhat;
+        }
+        float m1 = (float)(s1 / (double)C), m2 = (float)(s2 / (double)C);
+        for (int64_t c = 0; c < C; c++) {
+            float xhat = (x[c] - mu) * r, dxhat = dy[c] * w[c];
+            dinp[m * C + c] += r * (dxhat - m1 - xhat * m2);
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        float sw = 0, sb = 0;
+        for (int64_t m = 0; m < M; m++) {
+            float xhat = (inp[m * C + c] - mean[m]) * rstd[m];
+            sw += dout[m * C + c] * xhat;
+            sb += dout[m * C + c];
+        }
+        if (dw) dw[c] += sw;
+        if (db) db[c] += sb;
+    }
+}
+
+/* ---- RMSNorm ------------------------------------------------------------------------------- */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int64_t M,
+                     int64_t C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C;
+        double ss = 0;
+        for (int64_t c = 0; c < C; c++) ss += (double)x[c] * x[c];
+        float r = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < C; c++) out[m * C + c] = x[c] * r * w[c];
+        rstd[m] = r;
+    }
+}
+
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int64_t M, int64_t C) {
+    /* y = x r w, r = (mean(x^2) + eps)^-1/2:  dx = r (dout w) - x r^3 mean(dout w x) */
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        const float *x = inp + m * C, *dy = dout + m * C;
+        float r = rstd[m];
+        double s = 0;
+        for (int64_t c = 0; c < C; c++) s += (double)dy[c] * w[c] * x[c];
+        float k = (float)(s / (double)C) * r * r * r;
+        for (int64_t c = 0; c < C; c++) dinp[m * C + c] += r * dy[c] * w[c] - x[c] * k;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        float sw = 0;
+        for (int64_t m = 0; m < M; m++) sw += dout[m * C + c] * inp[m * C + c] * rstd[m];
+        dw[c] += sw;
+    }
+}
+
+/* ---- elementwise --------------------------------------------------------------------------- */
+void gelu_forward(float *out, const float *inp, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    }
+}
+void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+    /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+        float pdf = expf(-0.5f * x * x) * 0.3989422804014327f;
+        dinp[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void silu_forward(float *out, const float *inp, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);
+}
+void silu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+    /* d/dx x s(x) = s (1 + x (1 - s)) */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoidf(inp[i]);
+        dinp[i] += dout[i] * s * (1.0f + inp[i] * (1.0f - s));
+    }
+}
+
+void glu_forward(float *out, const float *inp, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < C; c++)
+            out[m * C + c] = inp[m * 2 * C + c] * sigmoidf(inp[m * 2 * C + C + c]);
+}
+void glu_backward(float *dinp, const float *dout, const float *inp, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t c = 0; c < C; c++) {
+            float a = inp[m * 2 * C + c], s = sigmoidf(inp[m * 2 * C + C + c]), d = dout[m * C + c];
+            dinp[m * 2 * C + c] += d * s;
+            dinp[m * 2 * C + C + c] += d * a * s * (1.0f - s);
+        }
+}
+
+/* ---- embedding ----------------------------------------------------------------------------- */
+void embedding_forward(float *out, const int32_t *tokens, const float *table, int64_t M, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) memcpy(out + m * C, table + (int64_t)tokens[m] * C, (size_t)C * sizeof(float));
+}
+void embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int64_t M, int64_t C) {
+    /* rows with the same token add up: in row order, for determinism */
+    for (int64_t m = 0; m < M; m++) {
+        float *d = dtable + (int64_t)tokens[m] * C;
+        for (int64_t c = 0; c < C; c++) d[c] += dout[m * C + c];
+    }
+}
+
+/* ---- causal depthwise conv1d --------------------------------------------------------------- */
+void conv1d_causal_forward(float *out, const float *inp, const float *weight, const float *bias,
+                           const float *state, float *new_state, int64_t B, int64_t L, int64_t C,
+                           int64_t K) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++) {
+        const float *x = inp + b * L * C;
+        const float *st = state ? state + b * C * K : NULL;
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t c = 0; c < C; c++) {
+                float s = bias ? bias[c] : 0.0f;
+                for (int64_t k = 0; k < K; k++) {
+                    int64_t tt = t - (K - 1) + k;     /* input time */
+                    float v;
+                    if (tt >= 0) v = x[tt * C + c];
+                    else v = st ? st[c * K + (K + tt)] : 0.0f;   /* x_{-j} = state[K - j] */
+                    s += weight[c * K + k] * v;
+                }
+                out[(b * L + t) * C + c] = s;
+            }
+        if (new_state) {
+            /* the last K inputs of [state | x]: x_{L-K..L-1}, from the old state where L < K */
+            float tmp[64];
+            float *ns = new_state + b * C * K;
+            for (int64_t c = 0; c < C; c++) {
+                for (int64_t k = 0; k < K; k++) {
+                    int64_t tt = L - K + k;
+                    tmp[k] = tt >= 0 ? x[tt * C + c] : (st ? st[c * K + (K + tt)] : 0.0f);
+                }
+                memcpy(ns + c * K, tmp, (size_t)K * sizeof(float));
+            }
+        }
+    }
+}
+
+void conv1d_causal_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int64_t B, int64_t L, int64_t C,
+                            int64_t K) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t c = 0; c < C; c++) {
+                /* x[t] feeds out[t + (K-1) - k] with weight k */
+                float s = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    int64_t to = t + (K - 1) - k;
+                    if (to < L) s += weight[c * K + k] * dout[(b * L + to) * C + c];
+                }
+                dinp[(b * L + t) * C + c] += s;
+            }
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        float sb = 0;
+        for (int64_t k = 0; k < K; k++) {
+            float sw = 0;
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t t = 0; t < L; t++) {
+                    int64_t tt = t - (K - 1) + k;
+                    if (tt >= 0) sw += dout[(b * L + t) * C + c] * inp[(b * L + tt) * C + c];
+                }
+            dweight[c * K + k] += sw;
+        }
+        if (dbias) {
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t t = 0; t < L; t++) sb += dout[(b * L + t) * C + c];
+            dbias[c] += sb;
+        }
+    }
+}
+
+/* ---- softmax cross-entropy ----------------------------------------------------------------- */
+double crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int64_t M,
+                            int64_t V, int64_t *counted, int64_t *correct) {
+    double total = 0;
+    int64_t n = 0, ok = 0;
+#pragma omp parallel for schedule(static) reduction(+ : n, ok)
+    for (int64_t m = 0; m < M; m++) {
+        const float *z = logits + m * V;
+        float mx = z[0];
+        int64_t arg = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (z[v] > mx) { mx = z[v]; arg = v; }
+        double s = 0;
+        for (int64_t v = 0; v < V; v++) { float e = expf(z[v] - mx); probs[m * V + v] = e; s += e; }
+        for (int64_t v = 0; v < V; v++) probs[m * V + v] = (float)(probs[m * V + v] / s);
+        if (targets[m] >= 0) { n++; ok += arg == targets[m]; }
+    }
+    /* the loss sum in row order (deterministic) */
+    for (int64_t m = 0; m < M; m++)
+        if (targets[m] >= 0) {
+            const float *z = logits + m * V;
+            float mx = z[0];
+            for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+            double s = 0;
+            for (int64_t v = 0; v < V; v++) s += exp((double)z[v] - mx);
+            total += log(s) + mx - z[targets[m]];
+        }
+    if (counted) *counted = n;
+    if (correct) *correct = ok;
+    return n ? total / (double)n : 0.0;
+}
+
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int64_t M,
+                           int64_t V, float dloss) {
+    int64_t n = 0;
+    for (int64_t m = 0; m < M; m++) n += targets[m] >= 0;
+    if (n == 0) return;
+    float scale = dloss / (float)n;
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++) {
+        if (targets[m] < 0) continue;
+        for (int64_t v = 0; v < V; v++)
+            dlogits[m * V + v] += scale * (probs[m * V + v] - (v == targets[m] ? 1.0f : 0.0f));
+    }
+}
+
+/* ---- dropout ------------------------------------------------------------------------------- */
+void dropout_forward(float *out, const float *inp, int64_t n, float p, uint64_t seed) {
+    float keep = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = p > 0 ? (ssm_hash_uniform(seed, (uint64_t)i) >= p ? inp[i] * keep : 0.0f) : inp[i];
+}
+void dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64_t seed) {
+    float keep = 1.0f / (1.0f - p);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        dinp[i] += p > 0 ? (ssm_hash_uniform(seed, (uint64_t)i) >= p ? dout[i] * keep : 0.0f) : dout[i];
+}
+
+/* ---- mean pooling over time ---------------------------------------------------------------- */
+void meanpool_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++) {
+            float s = 0;
+            for (int64_t t = 0; t < L; t++) s += inp[(b * L + t) * C + c];
+            out[b * C + c] = s / (float)L;
+        }
+}
+void meanpool_backward(float *dinp, const float *dout, int64_t B, int64_t L, int64_t C) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t c = 0; c < C; c++) dinp[(b * L + t) * C + c] += dout[b * C + c] / (float)L;
+}
