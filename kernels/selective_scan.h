@@ -19,6 +19,15 @@
  *   seq_idx             (batch, L) int32 or NULL: the state is reset to zero at every t > 0 where
  *                       seq_idx[b, t] != seq_idx[b, t - 1] (packed variable-length batches)
  * All arithmetic is float32 with float32 state (double in the _ref functions).
+ *
+ * Complex A comes with complex B and C (as in the official code, where a complex A makes B and C
+ * complex; a real B or C is passed as complex with im = 0).  Complex tensors are interleaved
+ * (re, im) floats and every stride counts complex elements: element i starts at float 2 * i.
+ * y = 2 Re(sum_n x[n] C[n]) then, one of each conjugate pair being stored (REFERENCE.md section 1).
+ * Gradients of complex tensors follow PyTorch: dX = dL/dRe(X) + i dL/dIm(X).
+ *
+ * bc_strides for a contiguous selective B of shape (batch, L, G, N) are ssm_scan_layout_bld(L, G*N);
+ * for the official (batch, G, N, L) they are ssm_scan_layout_bdl(L, G*N).
  */
 #ifndef SSM_SELECTIVE_SCAN_H
 #define SSM_SELECTIVE_SCAN_H
@@ -40,7 +49,12 @@ typedef struct {
     const float *D_skip, *z, *delta_bias, *h0;
     const int32_t *seq_idx;
     int threads;                    /* 0 = all */
+    int chunk;                      /* backward: time steps recomputed per chunk; 0 = default */
 } ssm_scan_params;
+
+/* NULL when p is consistent (sizes >= 0, G divides D, required pointers set), else a message.
+ * The scan functions die (ssm_die) with this message on an inconsistent p: a programming error. */
+const char *selective_scan_check(const ssm_scan_params *p);
 
 /* Fills strides for contiguous (batch, L, D) or (batch, D, L) tensors of D channels. */
 ssm_scan_strides ssm_scan_layout_bld(int64_t L, int64_t D);
@@ -62,5 +76,13 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
 
 /* The plain reference, in double, straight from the formulas: the oracle for tests. */
 void selective_scan_forward_ref(const ssm_scan_params *p, double *y, double *h_out);
+
+/* The reference backward in double (stores every state; for tests and small inputs).  dy through
+ * x_strides (doubles), dh_out as h_out or NULL; gradients as in ssm_scan_grads, written. */
+typedef struct {
+    double *du, *ddelta, *dA, *dB, *dC, *dD_skip, *dz, *ddelta_bias, *dh0;
+} ssm_scan_grads_f64;
+void selective_scan_backward_ref(const ssm_scan_params *p, const double *dy, const double *dh_out,
+                                 const ssm_scan_grads_f64 *g);
 
 #endif

@@ -190,7 +190,7 @@ static void block_decode(block *b, size_t width, unsigned char *scratch, int ver
         b->status = BLOCK_OK;
         return;
     }
-    if (b->codec == CODEC_SHUFFLE_DEFLATE && (width <= 1 || b->raw_len % width)) {
+    if (b->codec == CODEC_SHUFFLE_DEFLATE && (width == 0 || b->raw_len % width)) {
         b->status = BLOCK_BAD_SHUFFLE;
         return;
     }
@@ -231,7 +231,8 @@ struct ssm_reader {
     /* batch buffers */
     block *blocks;
     int nblocks_cap;
-    unsigned char **scratch;
+    unsigned char **scratch;  /* shuffle scratch per batch slot, scratch_cap[i] bytes */
+    size_t *scratch_cap;
 };
 
 static int rerr(ssm_reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -289,9 +290,10 @@ void ssm_reader_close(ssm_reader *r) {
     if (!r) return;
     if (r->own_file) fclose(r->f);
     clear_header(r);
-    for (int i = 0; i < r->nblocks_cap; i++) { free(r->blocks[i].stored); free(r->blocks[i].raw); free(r->scratch[i]); }
+    for (int i = 0; i < r->nblocks_cap; i++) { free(r->blocks[i].stored); free(r->scratch[i]); }
     free(r->blocks);
     free(r->scratch);
+    free(r->scratch_cap);
     free(r->pending);
     free(r->label);
     free(r);
@@ -414,7 +416,12 @@ static void ensure_blocks(ssm_reader *r, int n) {
     if (n <= r->nblocks_cap) return;
     r->blocks = ssm_xrealloc(r->blocks, (size_t)n * sizeof *r->blocks);
     r->scratch = ssm_xrealloc(r->scratch, (size_t)n * sizeof *r->scratch);
-    for (int i = r->nblocks_cap; i < n; i++) { memset(&r->blocks[i], 0, sizeof(block)); r->scratch[i] = NULL; }
+    r->scratch_cap = ssm_xrealloc(r->scratch_cap, (size_t)n * sizeof *r->scratch_cap);
+    for (int i = r->nblocks_cap; i < n; i++) {
+        memset(&r->blocks[i], 0, sizeof(block));
+        r->scratch[i] = NULL;
+        r->scratch_cap[i] = 0;
+    }
     r->nblocks_cap = n;
 }
 
@@ -486,8 +493,11 @@ static int decode_batch(ssm_reader *r, int n, unsigned char *dst) {
     for (int i = 0; i < n; i++) {
         r->blocks[i].raw = dst ? dst + off : NULL;
         off += r->blocks[i].raw_len;
-        if (dst && r->blocks[i].codec == CODEC_SHUFFLE_DEFLATE && !r->scratch[i])
-            r->scratch[i] = ssm_xmalloc(SSM_MAX_BLOCK_BYTES);
+        if (dst && r->blocks[i].codec == CODEC_SHUFFLE_DEFLATE && r->scratch_cap[i] < r->blocks[i].raw_len) {
+            free(r->scratch[i]);
+            r->scratch[i] = ssm_xmalloc(r->blocks[i].raw_len);
+            r->scratch_cap[i] = r->blocks[i].raw_len;
+        }
     }
     int nt = nthreads();
 #pragma omp parallel for num_threads(nt) schedule(dynamic) if (n > 1)
@@ -623,7 +633,8 @@ struct ssm_writer {
     block *blocks;
     unsigned char **scratch;
     int nb, nb_cap;
-    size_t fill;   /* bytes in blocks[nb] (the block being filled) */
+    size_t raw_cap;  /* bytes allocated for each blocks[i].raw and scratch[i] */
+    size_t fill;     /* bytes in blocks[nb] (the block being filled) */
 };
 
 static int werr(ssm_writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -694,6 +705,7 @@ static void free_writer_blocks(ssm_writer *w) {
     w->blocks = NULL;
     w->scratch = NULL;
     w->nb_cap = 0;
+    w->raw_cap = 0;
 }
 
 int ssm_writer_close(ssm_writer *w, char *errbuf, size_t errlen) {
@@ -787,17 +799,23 @@ static int write_header(ssm_writer *w, const ssm_tensor *t) {
     return rc;
 }
 
-static void ensure_writer_blocks(ssm_writer *w) {
+/* Block buffers for a frame of `total` payload bytes: small tensors get small buffers. */
+static void ensure_writer_blocks(ssm_writer *w, uint64_t total) {
     int want = batch_blocks();
-    if (w->nb_cap >= want) return;
-    w->blocks = ssm_xrealloc(w->blocks, (size_t)want * sizeof *w->blocks);
-    w->scratch = ssm_xrealloc(w->scratch, (size_t)want * sizeof *w->scratch);
-    for (int i = w->nb_cap; i < want; i++) {
-        memset(&w->blocks[i], 0, sizeof(block));
-        w->blocks[i].raw = ssm_xmalloc(SSM_BLOCK_BYTES);
-        w->scratch[i] = ssm_xmalloc(SSM_BLOCK_BYTES);
+    size_t need = total < SSM_BLOCK_BYTES ? (size_t)total : SSM_BLOCK_BYTES;
+    if (need < 4096) need = 4096;
+    need = (need + 63) & ~(size_t)63;   /* a multiple of every element size: shuffle works */
+    if (w->nb_cap >= want && w->raw_cap >= need) return;
+    if (need < w->raw_cap) need = w->raw_cap;
+    free_writer_blocks(w);
+    w->blocks = ssm_xcalloc((size_t)want, sizeof *w->blocks);
+    w->scratch = ssm_xcalloc((size_t)want, sizeof *w->scratch);
+    for (int i = 0; i < want; i++) {
+        w->blocks[i].raw = ssm_xmalloc(need);
+        w->scratch[i] = ssm_xmalloc(need);
     }
     w->nb_cap = want;
+    w->raw_cap = need;
 }
 
 /* Encodes blocks [0, n) in parallel and writes them in order. */
@@ -815,7 +833,7 @@ int ssm_writer_begin(ssm_writer *w, const ssm_tensor *hdr) {
     if (w->failed) return -1;
     if (w->in_frame) return werr(w, "internal error: frame '%s' not finished before '%s'", w->name, hdr->name);
     if (write_header(w, hdr) < 0) return -1;
-    ensure_writer_blocks(w);
+    ensure_writer_blocks(w, ssm_tensor_nbytes(hdr));
     free(w->name);
     w->name = ssm_xstrdup(hdr->name);
     w->in_frame = 1;
@@ -833,15 +851,15 @@ int ssm_writer_feed(ssm_writer *w, const void *buf, size_t n) {
     if (n > w->total - w->fed) return werr(w, "internal error: tensor '%s' given more bytes than its dims", w->name);
     const unsigned char *p = buf;
     while (n) {
-        size_t k = SSM_BLOCK_BYTES - w->fill;
+        size_t k = w->raw_cap - w->fill;
         if (k > n) k = n;
         memcpy(w->blocks[w->nb].raw + w->fill, p, k);
         w->fill += k;
         w->fed += k;
         p += k;
         n -= k;
-        if (w->fill == SSM_BLOCK_BYTES) {
-            w->blocks[w->nb].raw_len = SSM_BLOCK_BYTES;
+        if (w->fill == w->raw_cap) {
+            w->blocks[w->nb].raw_len = (uint32_t)w->raw_cap;
             w->nb++;
             w->fill = 0;
             if (w->nb == w->nb_cap) {

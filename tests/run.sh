@@ -2,7 +2,8 @@
 # run.sh BIN BUILD - runs every C unit test (BUILD/tests/test_*) and every bats file in tests/bats
 # against the tools in BIN, and ends with the line "N passed, N failed".
 bin=$(cd "$1" && pwd); build=$2
-export SSM_BIN="$bin" PATH="$bin:$PATH"
+# /usr/bin first: Debian's python3 (with numpy/torch from apt) rather than a pyenv shim
+export SSM_BIN="$bin" PATH="$bin:/usr/bin:$PATH"
 passed=0; failed=0; failures=""
 for t in "$build"/tests/test_*; do
     [ -x "$t" ] || continue
