@@ -213,10 +213,24 @@ static void emit_token(FILE *out, const tokenizer *tk, int ids_only, int32_t id,
 }
 
 /* ---- recurrent state files ------------------------------------------------------------------ */
+/* A fingerprint of the weights (FNV-1a over the bits of about 64k evenly spaced parameters and
+ * their count), so that a state is not continued with another model of the same shape. */
+static uint64_t weights_fingerprint(mamba_model *m) {
+    const ssm_params *ps = mamba_params(m);
+    int64_t step = ps->total / 65536 + 1;
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)ps->total;
+    for (int64_t i = 0; i < ps->total; i += step) {
+        uint32_t bits;
+        memcpy(&bits, &ps->data[i], 4);
+        for (int b = 0; b < 4; b++) { h ^= (bits >> (8 * b)) & 0xff; h *= 1099511628211ull; }
+    }
+    return h;
+}
+
 /* Stream: `generate_state` (u8 [0]) with the model's dimensions, the position and the rng;
  * `state.layers.{i}.conv_state` (batch, d_inner, d_conv) and `state.layers.{i}.ssm_state`
  * (batch, d_inner, d_state) f32; `state.logits` (batch, vocab) f32: the next-token logits. */
-static void save_state(const char *path, const mamba_model *m, const mamba_state *s, const float *logits,
+static void save_state(const char *path, mamba_model *m, const mamba_state *s, const float *logits,
                        int64_t position, const ssm_rng *rng) {
     const mamba_config *c = mamba_get_config(m);
     ssm_writer *w = ssm_cli_open_output(path);
@@ -224,6 +238,7 @@ static void save_state(const char *path, const mamba_model *m, const mamba_state
     mamba_config_to_attrs(c, h);
     ssm_tensor_set_attrf(h, "position", "%lld", (long long)position);
     ssm_tensor_set_attrf(h, "rng", "%016llx", (unsigned long long)rng->state);
+    ssm_tensor_set_attrf(h, "weights", "%016llx", (unsigned long long)weights_fingerprint(m));
     ssm_write_or_die(w, h);
     ssm_tensor_free(h);
     for (int i = 0; i < s->n_layers; i++) {
@@ -250,7 +265,7 @@ static void copy_f32(const ssm_tensor_set *set, const char *name, int rank, cons
     memcpy(dst, t->data, ssm_tensor_nbytes(t));
 }
 
-static void load_state(const char *path, const mamba_model *m, mamba_state *s, float *logits, int64_t *position,
+static void load_state(const char *path, mamba_model *m, mamba_state *s, float *logits, int64_t *position,
                        ssm_rng *rng, int keep_rng) {
     const mamba_config *c = mamba_get_config(m);
     ssm_tensor_set set;
@@ -263,7 +278,10 @@ static void load_state(const char *path, const mamba_model *m, mamba_state *s, f
         ssm_die("%s: the state is of another model (d_model %d, n_layers %d, vocab_size %d; this one %d, %d, %d)", path,
                 saved.d_model, saved.n_layers, saved.vocab_size, c->d_model, c->n_layers, c->vocab_size);
     const char *pos = ssm_tensor_get_attr(h, "position"), *r = ssm_tensor_get_attr(h, "rng");
-    if (!pos || !r) ssm_die("%s: tensor 'generate_state': missing attribute position or rng", path);
+    const char *fp = ssm_tensor_get_attr(h, "weights");
+    if (!pos || !r || !fp) ssm_die("%s: tensor 'generate_state': missing attribute position, rng or weights", path);
+    if (strtoull(fp, NULL, 16) != weights_fingerprint(m))
+        ssm_die("%s: the state is of another model (same shape, other weights)", path);
     *position = strtoll(pos, NULL, 10);
     if (!keep_rng) rng->state = strtoull(r, NULL, 16);
     for (int i = 0; i < s->n_layers; i++) {
@@ -312,10 +330,13 @@ int main(int argc, char **argv) {
     int64_t n_prompt = 0;
     int32_t *prompt = NULL;
     if (o.tokens) prompt = parse_token_list(o.tokens, V, &n_prompt);
-    else if (o.prompt) prompt = encode_text(&tk, o.prompt, strlen(o.prompt), "--prompt", V, &n_prompt);
-    else if (o.prompt_file) {
+    else if (o.prompt) {
+        if (!o.prompt[0]) ssm_usage_error("--prompt: empty prompt (at least one token is needed)");
+        prompt = encode_text(&tk, o.prompt, strlen(o.prompt), "--prompt", V, &n_prompt);
+    } else if (o.prompt_file) {
         size_t len;
         char *text = read_file(o.prompt_file, &len);
+        if (len == 0) ssm_die("%s: empty prompt (at least one token is needed)", o.prompt_file);
         prompt = encode_text(&tk, text, len, o.prompt_file, V, &n_prompt);
         free(text);
     }
@@ -323,6 +344,11 @@ int main(int argc, char **argv) {
         ssm_usage_error("%s: empty prompt (at least one token is needed)",
                         o.tokens ? "--tokens" : o.prompt ? "--prompt" : o.prompt_file);
     if (o.logits_out && n_prompt == 0) ssm_usage_error("--logits-out needs a prompt");
+    if (ssm_cli.verbose > 0) {
+        fprintf(stderr, "ssm-generate: prompt tokens:");
+        for (int64_t i = 0; i < n_prompt; i++) fprintf(stderr, " %d", prompt[i]);
+        fputc('\n', stderr);
+    }
 
     mamba_state *state = mamba_state_new(m, 1);
     float *next_logits = ssm_xcalloc((size_t)V, sizeof(float));
