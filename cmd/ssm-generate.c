@@ -13,6 +13,7 @@
 #include "json.h"
 #include "mamba_import.h"
 #include "model_mamba.h"
+#include "safetensors.h"
 #include "sampling.h"
 
 static const char *usage =
@@ -21,7 +22,8 @@ static const char *usage =
     "token by one recurrent step.  Tokens go to stdout as they are produced; statistics to stderr.\n"
     "\n"
     "Model and tokenizer:\n"
-    "  -m, --model FILE        checkpoint (tensor stream from ssm-train or an import)\n"
+    "  -m, --model FILE        checkpoint: a tensor stream (from ssm-train or an import), or a\n"
+    "                          .safetensors file (with --config)\n"
     "      --config FILE       FILE is a published config.json: -m holds the state dict under the\n"
     "                          transformers or state-spaces names and is imported on the fly\n"
     "      --tokenizer FILE    HF tokenizer.json (byte-level BPE); without it, checkpoints with\n"
@@ -123,11 +125,31 @@ static void read_all(const char *path, ssm_tensor_set *set) {
     ssm_collect_or_pass(r, NULL, want_all, NULL, set);
 }
 
-/* The checkpoint of -m, imported through config.json when --config is given. */
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Every tensor of a .safetensors file. */
+static void read_safetensors(const char *path, ssm_tensor_set *set) {
+    char err[1024];
+    ssm_safetensors *st = ssm_safetensors_open(path, err, sizeof err);
+    if (!st) ssm_die("%s", err);
+    for (int i = 0; i < ssm_safetensors_count(st); i++) {
+        ssm_tensor *t = ssm_safetensors_load(st, i);
+        if (!t) ssm_die("%s", ssm_safetensors_error(st));
+        ssm_set_put(set, t);
+    }
+    ssm_safetensors_close(st);
+}
+
+/* The checkpoint of -m (a tensor stream, or a .safetensors file), imported through config.json
+ * when --config is given. */
 static void load_checkpoint(const options *o, ssm_tensor_set *ckpt) {
     ssm_tensor_set raw;
     ssm_set_init(&raw);
-    read_all(o->model, &raw);
+    if (ends_with(o->model, ".safetensors")) read_safetensors(o->model, &raw);
+    else read_all(o->model, &raw);
     if (!o->config) { *ckpt = raw; return; }
     char err[1024];
     ssm_json *cfg = ssm_json_parse_file(o->config, err, sizeof err);

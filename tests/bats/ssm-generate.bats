@@ -51,6 +51,18 @@ print(np.linalg.norm(a - b) / np.linalg.norm(b))" "$1" "$2"
     $PY -c "import sys; sys.exit(0 if float('$err') < 1e-5 else 1)"
 }
 
+@test "a .safetensors file, directly or through ssm-tensor import, gives the reference logits" {
+    toks=$(ref_tokens "$R/hfbf")
+    ssm-generate -m "$R/hfbf/model.safetensors" --config "$R/hfbf/config.json" --tokens "$toks" \
+        -n 0 --logits-out "$T/a.ssm" -q
+    err=$(logits_err "$T/a.ssm" "$R/hfbf/ref.ssm")
+    echo "relative error $err"
+    $PY -c "import sys; sys.exit(0 if float('$err') < 1e-5 else 1)"
+    ssm-tensor import "$R/hfbf/model.safetensors" > "$T/sd.ssm"
+    ssm-generate -m "$T/sd.ssm" --config "$R/hfbf/config.json" --tokens "$toks" -n 0 --logits-out "$T/b.ssm" -q
+    cmp <(ssm-tensor info "$T/a.ssm") <(ssm-tensor info "$T/b.ssm")
+}
+
 @test "imported bf16 weights: logits equal the reference computed from the same bf16 values" {
     ssm-generate -m "$R/hfbf/state_dict.ssm" --config "$R/hfbf/config.json" --tokens "$(ref_tokens "$R/hfbf")" \
         -n 0 --logits-out "$T/out.ssm" -q
