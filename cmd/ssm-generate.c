@@ -13,6 +13,7 @@
 #include "json.h"
 #include "mamba_import.h"
 #include "model_mamba.h"
+#include "model_s4d.h"
 #include "safetensors.h"
 #include "sampling.h"
 
@@ -38,6 +39,11 @@ static const char *usage =
     "      --seed S            random seed (default 0; with --state-in: continue the saved one)\n"
     "      --ids               print token ids (space-separated) instead of text\n"
     "      --prefill-chunk L   prompt tokens per parallel pass (default 512; bounds memory)\n"
+    "Classification (models with n_classes > 0, mamba or s4d):\n"
+    "      --classify [FILE]   read `x` (count, L) i32 tokens or (count, L[, F]) f32 features\n"
+    "                          and optional `y` (count) i32 labels from FILE (default stdin);\n"
+    "                          print one predicted class per line (accuracy on stderr)\n"
+    "      --batch N           examples per forward pass (default 32)\n"
     "State and diagnostics:\n"
     "      --state-in FILE     continue from a state saved by --state-out\n"
     "      --state-out FILE    save the recurrent state (after the last token) as a tensor stream\n"
@@ -50,13 +56,16 @@ static const char *usage =
 
 enum {
     OPT_CONFIG = SSM_OPT_TOOL_FIRST, OPT_TOKENIZER, OPT_PROMPT, OPT_PROMPT_FILE, OPT_TOKENS, OPT_TEMPERATURE,
-    OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_IDS, OPT_STATE_IN, OPT_STATE_OUT, OPT_LOGITS_OUT, OPT_CHUNK
+    OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_IDS, OPT_STATE_IN, OPT_STATE_OUT, OPT_LOGITS_OUT, OPT_CHUNK,
+    OPT_CLASSIFY, OPT_BATCH
 };
 
 typedef struct {
     const char *model, *config, *tokenizer, *prompt, *prompt_file, *tokens;
     const char *state_in, *state_out, *logits_out;
-    int64_t n_new, chunk;
+    int64_t n_new, chunk, batch;
+    int classify;
+    const char *classify_input;
     ssm_sampling sampling;
     uint64_t seed;
     int seed_given, ids;
@@ -81,10 +90,13 @@ static void parse_options(int argc, char **argv, options *o) {
         {"state-out", required_argument, 0, OPT_STATE_OUT},
         {"logits-out", required_argument, 0, OPT_LOGITS_OUT},
         {"prefill-chunk", required_argument, 0, OPT_CHUNK},
+        {"classify", no_argument, 0, OPT_CLASSIFY},
+        {"batch", required_argument, 0, OPT_BATCH},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->n_new = 64;
     o->chunk = 512;
+    o->batch = 32;
     o->sampling = (ssm_sampling){1.0, 0, 1.0};
     int c;
     while ((c = getopt_long(argc, argv, SSM_CLI_COMMON_SHORT "m:n:", opts, NULL)) != -1) {
@@ -106,11 +118,20 @@ static void parse_options(int argc, char **argv, options *o) {
         case OPT_STATE_OUT: o->state_out = optarg; break;
         case OPT_LOGITS_OUT: o->logits_out = optarg; break;
         case OPT_CHUNK: o->chunk = ssm_parse_int("--prefill-chunk", optarg, 1, 1 << 20); break;
+        case OPT_CLASSIFY: o->classify = 1; break;
+        case OPT_BATCH: o->batch = ssm_parse_int("--batch", optarg, 1, 1 << 20); break;
         default: ssm_usage_error("unknown option");
         }
     }
-    if (optind < argc) ssm_usage_error("unexpected argument '%s'", argv[optind]);
     if (!o->model) ssm_usage_error("-m CHECKPOINT is required");
+    if (o->classify) {
+        if (argc - optind > 1) ssm_usage_error("--classify reads one input (FILE or stdin)");
+        o->classify_input = optind < argc ? argv[optind] : "-";
+        if (o->prompt || o->prompt_file || o->tokens || o->state_in || o->state_out || o->logits_out)
+            ssm_usage_error("--classify takes no prompt or state options");
+        return;
+    }
+    if (optind < argc) ssm_usage_error("unexpected argument '%s'", argv[optind]);
     if (!!o->prompt + !!o->prompt_file + !!o->tokens > 1)
         ssm_usage_error("--prompt, --prompt-file and --tokens exclude each other");
     if (!o->prompt && !o->prompt_file && !o->tokens && !o->state_in)
@@ -318,6 +339,88 @@ static void load_state(const char *path, mamba_model *m, mamba_state *s, float *
     ssm_set_free(&set);
 }
 
+/* ---- classification ------------------------------------------------------------------------- */
+/* Predicts the class of every example of `x` with a mamba or s4d classifier; prints one class id
+ * per line; with `y`, the accuracy on stderr. */
+static void classify(const options *o, const ssm_tensor_set *ckpt, const char *kind) {
+    mamba_model *mm = NULL;
+    s4d_model *sm = NULL;
+    int vocab, d_input, n_classes;
+    if (strcmp(kind, "mamba") == 0) {
+        mm = mamba_from_set(ckpt);
+        const mamba_config *c = mamba_get_config(mm);
+        vocab = c->vocab_size; d_input = c->d_input; n_classes = c->n_classes;
+    } else if (strcmp(kind, "s4d") == 0) {
+        sm = s4d_from_set(ckpt);
+        const s4d_config *c = s4d_get_config(sm);
+        vocab = c->vocab_size; d_input = c->d_input; n_classes = c->n_classes;
+    } else {
+        ssm_die("%s: model=%s: --classify runs mamba and s4d models", o->model, kind);
+    }
+    if (n_classes <= 0) ssm_die("%s: not a classification model (n_classes=0): use it without --classify", o->model);
+    ssm_tensor_set in;
+    ssm_set_init(&in);
+    read_all(o->classify_input, &in);
+    const char *label = strcmp(o->classify_input, "-") ? o->classify_input : "stdin";
+    ssm_tensor *x = ssm_set_get(&in, "x");
+    if (!x) ssm_die("%s: missing tensor 'x' (count, L) i32 tokens or (count, L, F) f32 features", label);
+    int64_t count = x->rank >= 1 ? x->dims[0] : 0, L = x->rank >= 2 ? x->dims[1] : 0;
+    int32_t *tokens = NULL;
+    float *features = NULL;
+    char shape[200];
+    ssm_shape_string(x->rank, x->dims, shape, sizeof shape);
+    if (vocab > 0) {
+        if (x->dtype != SSM_I32 || x->rank != 2)
+            ssm_die("%s: tensor 'x': expected i32 tokens (count, L) for this model, got %s %s", label, ssm_dtype_name(x->dtype), shape);
+        tokens = x->data;
+        for (int64_t i = 0; i < count * L; i++)
+            if (tokens[i] < 0 || tokens[i] >= vocab)
+                ssm_die("%s: tensor 'x': token %d at %lld is not in [0, %d)", label, tokens[i], (long long)i, vocab);
+    } else {
+        int ok = (x->rank == 3 && x->dims[2] == d_input) || (x->rank == 2 && d_input == 1);
+        if (!ok || !ssm_dtype_is_float(x->dtype))
+            ssm_die("%s: tensor 'x': expected float features (count, L, %d) for this model, got %s %s", label, d_input,
+                    ssm_dtype_name(x->dtype), shape);
+        features = ssm_as_f32(x, 1);
+    }
+    if (count == 0 || L == 0) ssm_die("%s: tensor 'x': no examples (shape %s)", label, shape);
+    ssm_tensor *y = ssm_set_get(&in, "y");
+    if (y) {
+        if (y->dtype != SSM_I32 || y->rank != 1 || y->dims[0] != count)
+            ssm_die("%s: tensor 'y': expected i32 [%lld] class labels", label, (long long)count);
+    }
+    FILE *out = stdout;
+    if (strcmp(ssm_cli.output, "-") != 0 && !(out = fopen(ssm_cli.output, "wb")))
+        ssm_die("%s: cannot open for writing: %m", ssm_cli.output);
+    int64_t correct = 0;
+    double t0 = ssm_now();
+    for (int64_t first = 0; first < count; first += o->batch) {
+        int nb = (int)(count - first < o->batch ? count - first : o->batch);
+        const int32_t *tk = tokens ? tokens + first * L : NULL;
+        const float *ft = features ? features + first * L * d_input : NULL;
+        const float *lg;
+        if (mm) { mamba_forward(mm, tk, ft, nb, (int)L, NULL, NULL); lg = mamba_logits(mm); }
+        else { s4d_forward(sm, tk, ft, nb, (int)L, NULL, 0, 0); lg = s4d_logits(sm); }
+        for (int b = 0; b < nb; b++) {
+            int best = 0;
+            for (int k = 1; k < n_classes; k++) if (lg[b * n_classes + k] > lg[b * n_classes + best]) best = k;
+            fprintf(out, "%d\n", best);
+            if (y && ((int32_t *)y->data)[first + b] == best) correct++;
+        }
+    }
+    double dt = ssm_now() - t0;
+    if (out != stdout ? fclose(out) != 0 : fflush(out) != 0) ssm_die("%s: write error", ssm_cli.output);
+    if (ssm_cli.verbose >= 0) {
+        fprintf(stderr, "ssm-generate: classified %lld examples in %.3f s (%.1f examples/s)", (long long)count, dt, count / (dt > 0 ? dt : 1e-9));
+        if (y) fprintf(stderr, "; accuracy %lld/%lld = %.2f%%", (long long)correct, (long long)count, 100.0 * correct / count);
+        fputc('\n', stderr);
+    }
+    if (features) free(features);
+    ssm_set_free(&in);
+    if (mm) mamba_free(mm);
+    if (sm) s4d_free(sm);
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-generate", usage);
@@ -328,11 +431,16 @@ int main(int argc, char **argv) {
     load_checkpoint(&o, &ckpt);
     ssm_tensor *cfg = ssm_require(&ckpt, "config", "u8 [0] holding the model's attributes");
     const char *kind = ssm_tensor_get_attr(cfg, "model");
+    if (o.classify) {
+        classify(&o, &ckpt, kind ? kind : "(none)");
+        ssm_set_free(&ckpt);
+        return 0;
+    }
     if (!kind || strcmp(kind, "mamba") != 0)
         ssm_die("%s: model=%s: ssm-generate runs mamba models only so far", o.model, kind ? kind : "(none)");
     mamba_model *m = mamba_from_set(&ckpt);
     const mamba_config *mc = mamba_get_config(m);
-    if (mc->n_classes > 0) ssm_die("%s: a classification model (n_classes=%d): nothing to generate", o.model, mc->n_classes);
+    if (mc->n_classes > 0) ssm_die("%s: a classification model (n_classes=%d): use --classify", o.model, mc->n_classes);
     if (mc->vocab_size <= 0) ssm_die("%s: not a language model (vocab_size=0)", o.model);
     int64_t V = mc->vocab_size;
 

@@ -201,3 +201,38 @@ with open('$T/bad.ssm', 'wb') as f:
     ssm-generate -m "$R/hf/state_dict.ssm" --config "$R/hf/config.json" --tokens 3 -n 4 --temperature 0 -q -o "$T/out.txt"
     [ "$(wc -w < "$T/out.txt")" -eq 4 ]
 }
+
+@test "a byte-level text model from ssm-train generates bytes (tokenizer=bytes)" {
+    printf 'abcabcabcabc abc abcabc %.0s' $(seq 40) > "$T/text.txt"
+    OMP_NUM_THREADS=1 ssm-train --model mamba --task text "$T/text.txt" --d-model 8 --n-layers 1 --d-state 4 \
+        --seq-len 16 --steps 5 --batch 2 -q -o "$T/lm.ssm"
+    ssm-generate -m "$T/lm.ssm" --prompt "abc" -n 25 --temperature 0.7 --seed 2 -q -o "$T/out.bin"
+    [ "$(wc -c < "$T/out.bin")" -eq 25 ]
+    run ssm-generate -m "$T/lm.ssm" --classify "$T/text.txt"
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == *"not a classification model"* ]]
+}
+
+@test "--classify: predictions of s4d and mamba classifiers reproduce ssm-train's eval accuracy" {
+    $PY -c "import ssm_stream, numpy as np
+r = np.random.default_rng(5); n, L = 200, 12
+x = r.integers(0, 6, (n, L)).astype('<i4'); y = (x[:, 0] >= 3).astype('<i4')
+open('$T/cls.ssm', 'wb').write(ssm_stream.frame('x', 5, x) + ssm_stream.frame('y', 5, y))
+open('$T/eval.ssm', 'wb').write(ssm_stream.frame('x', 5, x[180:]) + ssm_stream.frame('y', 5, y[180:]))
+open('$T/bad.ssm', 'wb').write(ssm_stream.frame('x', 1, x[180:].astype('<f4')))"
+    for model in s4d mamba; do
+        OMP_NUM_THREADS=1 ssm-train --model $model --task stream "$T/cls.ssm" --d-model 16 --n-layers 1 --d-state 8 \
+            --steps 40 --batch 16 --eval-every 40 --lr 1e-2 --log "$T/log.tsv" -q -o "$T/$model.ssm"
+        # the eval split is the last 10% (20 examples); the log's accuracy is of the final weights
+        want=$(awk -F'\t' '$2 == "eval" {a = $4} END {printf "%d", a * 20 + 0.5}' "$T/log.tsv")
+        run ssm-generate -m "$T/$model.ssm" --classify "$T/eval.ssm" -o "$T/pred1"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"accuracy $want/20 = "* ]]
+        [ "$(wc -l < "$T/pred1")" -eq 20 ]
+        ssm-generate -m "$T/$model.ssm" --classify --batch 1 -q < "$T/eval.ssm" > "$T/pred2"
+        cmp "$T/pred1" "$T/pred2"
+        run ssm-generate -m "$T/$model.ssm" --classify "$T/bad.ssm"
+        [ "$status" -eq 1 ]
+        [[ "${lines[0]}" == *"tensor 'x': expected i32 tokens (count, L) for this model, got f32 [20, 12]" ]]
+    done
+}
