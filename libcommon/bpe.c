@@ -47,19 +47,22 @@ static int is_printable_byte(unsigned b) {
     return (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
 }
 
+/* The non-printable bytes take U+0100.. in increasing byte order: 68 of them, up to U+0143. */
 unsigned ssm_gpt2_byte_to_codepoint(unsigned char b) {
     if (is_printable_byte(b)) return b;
-    unsigned k = 0;   /* the other bytes take U+0100.. in increasing byte order */
+    unsigned k = 0;
     for (unsigned x = 0; x < b; x++) if (!is_printable_byte(x)) k++;
     return 256 + k;
 }
 
 int ssm_gpt2_codepoint_to_byte(unsigned cp) {
-    if (cp < 256) return is_printable_byte(cp) ? (int)cp : -1;
-    unsigned k = 0;
-    for (unsigned x = 0; x < 256; x++)
-        if (!is_printable_byte(x)) { if (256 + k == cp) return (int)x; k++; }
-    return -1;
+    static int table[256 + 68];   /* code point -> byte + 1 (0 = not in the alphabet) */
+    static int ready;
+    if (!ready) {   /* idempotent, so a race between threads only repeats the same writes */
+        for (unsigned b = 0; b < 256; b++) table[ssm_gpt2_byte_to_codepoint((unsigned char)b)] = (int)b + 1;
+        ready = 1;
+    }
+    return cp < 256 + 68 ? table[cp] - 1 : -1;
 }
 
 /* Decodes one UTF-8 code point at s[0..n); returns its length (1 for an invalid byte, with
