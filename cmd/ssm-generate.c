@@ -144,6 +144,7 @@ static int want_all(const char *name, void *ctx) { (void)name; (void)ctx; return
 static void read_all(const char *path, ssm_tensor_set *set) {
     ssm_reader *r = ssm_cli_open_input(path);
     ssm_collect_or_pass(r, NULL, want_all, NULL, set);
+    ssm_reader_close(r);
 }
 
 static int ends_with(const char *s, const char *suffix) {
