@@ -61,8 +61,9 @@ deps-build: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/deps.txt scripts/install-deps.sh
 	@sh scripts/install-deps.sh build
 	@mkdir -p $(BUILD) && touch $@
-$(BUILD)/.deps-test: scripts/deps.txt scripts/install-deps.sh
-	@sh scripts/install-deps.sh build test
+# after the build group, never beside it: two apt-gets at once fail on dpkg's lock under make -j
+$(BUILD)/.deps-test: scripts/deps.txt scripts/install-deps.sh $(DEPS_STAMP)
+	@sh scripts/install-deps.sh test
 	@mkdir -p $(BUILD) && touch $@
 
 $(BUILD)/%.o: %.c $(HEADERS) | $(DEPS_STAMP)
@@ -120,9 +121,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin/
-	for m in man/*.1; do install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man1/; done
-	for m in man/*.5; do [ -e $$m ] && install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man5/ || true; done
-	for m in man/*.7; do [ -e $$m ] && install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man7/ || true; done
+	for s in 1 5 7; do for m in man/*.$$s; do \
+	    if [ -e "$$m" ]; then install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/man/man$$s/ || exit 1; fi; \
+	done; done
 
 clean:
 	rm -rf $(BUILD) build-san $(BIN)

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "fftw_cache.h"
 #include "ssm_kernel.h"
 
 static pthread_mutex_t fftw_planner_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -9,11 +9,11 @@ typedef struct {
     FFTW(plan) r2c, c2r;
 } CONV(plan_pair);
 
-#define PLAN_CACHE_SIZE 64
-static CONV(plan_pair) CONV(plan_cache)[PLAN_CACHE_SIZE];
-static int CONV(plan_count);
+/* Grows without eviction (a plan may be running on another thread; a process uses few lengths). */
+static CONV(plan_pair) *CONV(plan_cache);
+static int CONV(plan_count), CONV(plan_cap);
 
-static void CONV(get_plans)(int64_t n, FFTW(plan) *r2c, FFTW(plan) *c2r) {
+void CONV(fftw_cached_plans)(int64_t n, FFTW(plan) *r2c, FFTW(plan) *c2r) {
     pthread_mutex_lock(&fftw_planner_lock);   /* one lock for every FFTW planner call */
     for (int i = 0; i < CONV(plan_count); i++)
         if (CONV(plan_cache)[i].n == n) {
@@ -31,11 +31,9 @@ static void CONV(get_plans)(int64_t n, FFTW(plan) *r2c, FFTW(plan) *c2r) {
     if (!p || !q) ssm_die("fft convolution: FFTW could not plan a length %lld transform", (long long)n);
     FFTW(free)(x);
     FFTW(free)(X);
-    if (CONV(plan_count) == PLAN_CACHE_SIZE) {   /* full: drop the oldest */
-        FFTW(destroy_plan)(CONV(plan_cache)[0].r2c);
-        FFTW(destroy_plan)(CONV(plan_cache)[0].c2r);
-        memmove(CONV(plan_cache), CONV(plan_cache) + 1, sizeof CONV(plan_cache)[0] * (PLAN_CACHE_SIZE - 1));
-        CONV(plan_count)--;
+    if (CONV(plan_count) == CONV(plan_cap)) {
+        CONV(plan_cap) = CONV(plan_cap) ? 2 * CONV(plan_cap) : 16;
+        CONV(plan_cache) = ssm_xrealloc(CONV(plan_cache), sizeof *CONV(plan_cache) * (size_t)CONV(plan_cap));
     }
     CONV(plan_cache)[CONV(plan_count)++] = (CONV(plan_pair)){n, p, q};
     *r2c = p;
@@ -64,7 +62,7 @@ void CONV(fft_conv_forward)(int64_t batch, int64_t H, int64_t L, const REAL *u, 
     if (batch <= 0 || H <= 0 || L <= 0) return;
     int64_t n = 2 * L, nf = L + 1;
     FFTW(plan) r2c, c2r;
-    CONV(get_plans)(n, &r2c, &c2r);
+    CONV(fftw_cached_plans)(n, &r2c, &c2r);
 #pragma omp parallel
     {
         REAL *buf = FFTW(malloc)(sizeof(REAL) * (size_t)n);
@@ -105,7 +103,7 @@ void CONV(fft_conv_backward)(int64_t batch, int64_t H, int64_t L, const REAL *u,
     if (H <= 0 || L <= 0) return;
     int64_t n = 2 * L, nf = L + 1;
     FFTW(plan) r2c, c2r;
-    CONV(get_plans)(n, &r2c, &c2r);
+    CONV(fftw_cached_plans)(n, &r2c, &c2r);
 #pragma omp parallel
     {
         REAL *buf = FFTW(malloc)(sizeof(REAL) * (size_t)n);
@@ -168,7 +166,7 @@ void CONV(fft_conv_backward)(int64_t batch, int64_t H, int64_t L, const REAL *u,
 /* Floating-point operations FFTW counts for one r2c + one c2r of length n (for the benchmark). */
 double CONV(fft_conv_fftw_flops)(int64_t n) {
     FFTW(plan) r2c, c2r;
-    CONV(get_plans)(n, &r2c, &c2r);
+    CONV(fftw_cached_plans)(n, &r2c, &c2r);
     double a, m, f, total = 0;
     FFTW(flops)(r2c, &a, &m, &f);
     total += a + m + 2 * f;
@@ -177,4 +175,3 @@ double CONV(fft_conv_fftw_flops)(int64_t n) {
     return total;
 }
 
-#undef PLAN_CACHE_SIZE

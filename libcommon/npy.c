@@ -202,6 +202,8 @@ static int load_transposed(ssm_npy_reader *r) {
         if (k == 0) { free(f); return fail(r, "truncated payload (ends %llu bytes early)", (unsigned long long)(r->total - got)); }
         got += k;
     }
+    unsigned char extra;
+    if (raw_read(r, &extra, 1) == 1) { free(f); return fail(r, "unexpected data after the array"); }
     unsigned char *c = malloc(r->total ? (size_t)r->total : 1);
     if (!c) { free(f); return fail(r, "out of memory"); }
     /* C index (i0..ik) walks row-major; its Fortran offset is sum i_j * prod_{l<j} d_l. */

@@ -499,8 +499,11 @@ static int decode_batch(ssm_reader *r, int n, unsigned char *dst) {
             r->scratch_cap[i] = r->blocks[i].raw_len;
         }
     }
-    int nt = nthreads();
-#pragma omp parallel for num_threads(nt) schedule(dynamic) if (n > 1)
+    /* Threads only pay for inflating: checksums and copies run at memory speed on one core, and
+     * OpenMP's spinning workers would steal the core the next tool in a pipeline needs. */
+    int nt = nthreads(), compressed = 0;
+    for (int i = 0; dst && i < n; i++) compressed += r->blocks[i].codec != CODEC_STORED;
+#pragma omp parallel for num_threads(nt) schedule(dynamic) if (compressed > 1)
     for (int i = 0; i < n; i++) block_decode(&r->blocks[i], r->width, r->scratch[i], dst == NULL);
     uint64_t pos = r->payload_done;
     for (int i = 0; i < n; i++) {
@@ -822,7 +825,7 @@ static void ensure_writer_blocks(ssm_writer *w, uint64_t total) {
 static int flush_batch(ssm_writer *w, int n) {
     int nt = nthreads(), level = w->level;
     size_t width = w->width;
-#pragma omp parallel for num_threads(nt) schedule(dynamic) if (n > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic) if (n > 1 && level > 0)
     for (int i = 0; i < n; i++) block_encode(&w->blocks[i], level, width, w->scratch[i]);
     for (int i = 0; i < n; i++)
         if (write_bytes(w, w->blocks[i].stored, BLOCK_HEADER_BYTES + w->blocks[i].stored_len) < 0) return -1;

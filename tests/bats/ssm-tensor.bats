@@ -7,12 +7,17 @@
 INTEROP="$BATS_TEST_DIRNAME/ssm_tensor_interop.py"
 ALL_DTYPES="f32 f64 f16 bf16 c64 c128 i8 i16 i32 i64 u8 u16 u32 u64 bool"
 
-setup() {
-    cd "$BATS_TEST_TMPDIR"
+setup_file() {
+    # a python3 that has numpy (a pyenv python3 first on PATH may lack it); found once per file
     PY=""
-    for p in python3 /usr/bin/python3; do
+    for p in /usr/bin/python3 python3; do
         if command -v "$p" >/dev/null && "$p" -c 'import numpy' 2>/dev/null; then PY=$p; break; fi
     done
+    export PY
+}
+
+setup() {
+    cd "$BATS_TEST_TMPDIR"
 }
 
 need_numpy() { [ -n "$PY" ] || skip "python3 with numpy not available"; }
