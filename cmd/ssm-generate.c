@@ -54,6 +54,8 @@ static const char *usage =
     "  -h, --help              this text;      --version     the version\n"
     "Exit status: 0 ok, 1 data error, 2 usage error.  See ssm-generate(1).\n";
 
+#define SAMPLING_RNG_TAG 0x73616d706c65ull   /* the sampling stream of --seed ("sample") */
+
 enum {
     OPT_CONFIG = SSM_OPT_TOOL_FIRST, OPT_TOKENIZER, OPT_PROMPT, OPT_PROMPT_FILE, OPT_TOKENS, OPT_TEMPERATURE,
     OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_IDS, OPT_STATE_IN, OPT_STATE_OUT, OPT_LOGITS_OUT, OPT_CHUNK,
@@ -484,7 +486,7 @@ int main(int argc, char **argv) {
     mamba_state *state = mamba_state_new(m, 1);
     float *next_logits = ssm_xcalloc((size_t)V, sizeof(float));
     ssm_rng rng;
-    ssm_rng_seed(&rng, o.seed);
+    ssm_rng_init(&rng, o.seed, SAMPLING_RNG_TAG);
     int64_t position = 0;
     if (o.state_in) load_state(o.state_in, m, state, next_logits, &position, &rng, o.seed_given);
 

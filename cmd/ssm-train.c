@@ -61,6 +61,7 @@ static const char *usage =
     "      --log FILE          TSV log: step split loss accuracy lr tokens_per_s time_s\n"
     "      --save-every N      write the checkpoint every N steps (needs -o FILE)\n"
     "      --resume CKPT       continue the run saved in CKPT (bit-exact)\n"
+    "      --stop-at N         stop after step N with a checkpoint (the schedule stays --steps)\n"
     "      --device cpu|cuda   only cpu so far\n"
     "Common:\n"
     "  -o, --output FILE       the checkpoint (default stdout; '-' is stdout)\n"
@@ -83,7 +84,7 @@ typedef struct {
 
 enum { O_MODEL, O_TASK, O_DMODEL, O_NLAYERS, O_DSTATE, O_EXPAND, O_DCONV, O_DTRANK, O_DROPOUT, O_POOL,
        O_SEQLEN, O_COPY, O_VOCAB, O_DATADIR, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_SSMLR, O_WD, O_WARMUP,
-       O_MINLR, O_CLIP, O_SEED, O_EVALEVERY, O_EVALEX, O_LOG, O_SAVEEVERY, O_RESUME, O_DEVICE, O_COUNT };
+       O_MINLR, O_CLIP, O_SEED, O_EVALEVERY, O_EVALEX, O_LOG, O_SAVEEVERY, O_RESUME, O_DEVICE, O_STOPAT, O_COUNT };
 
 static option opts[O_COUNT] = {
     [O_MODEL] = {"model", 's', 1, 0, 0, NULL, 0},
@@ -116,6 +117,7 @@ static option opts[O_COUNT] = {
     [O_SAVEEVERY] = {"save-every", 'i', 0, 0, 0, NULL, 0},
     [O_RESUME] = {"resume", 's', 0, 0, 0, NULL, 0},
     [O_DEVICE] = {"device", 's', 0, 0, 0, "cpu", 0},
+    [O_STOPAT] = {"stop-at", 'i', 0, 0, 0, NULL, 0},
 };
 
 static void option_parse(option *o, const char *arg) {
@@ -398,7 +400,8 @@ int main(int argc, char **argv) {
     double t0 = ssm_now(), last_show = 0, tok_rate = 0;
     int64_t start_step = opt.step, last_saved = opt.step;
     eval_result last_eval = {NAN, NAN, 0};
-    while (opt.step < total) {
+    int64_t stop_at = opts[O_STOPAT].i && opts[O_STOPAT].i < total ? opts[O_STOPAT].i : total;
+    while (opt.step < stop_at) {
         int64_t step = opt.step;
         double ts = ssm_now();
         ssm_task_examples(task, 0, seed, step * batch, batch, tok, feat, tgt);
@@ -407,7 +410,7 @@ int main(int argc, char **argv) {
         float loss = model_forward(&m, V ? tok : NULL, feat, batch, L, tgt, 1, dseed);
         if (!isfinite(loss)) {
             if (log) fclose(log);
-            ssm_die("step %lld: the loss is %s; stopping (the last good checkpoint, step %lld, is %s)", (long long)step,
+            ssm_die("step %lld: the loss is %s; stopping (the last good checkpoint, step %lld, is %s)", (long long)step + 1,
                     isnan(loss) ? "NaN" : "infinite", (long long)last_saved, strcmp(out, "-") && last_saved > 0 ? out : "not written");
         }
         model_backward(&m);
@@ -416,7 +419,7 @@ int main(int argc, char **argv) {
         if (!isfinite(gnorm)) {
             if (log) fclose(log);
             ssm_die("step %lld: the gradient norm is not finite; stopping (the last good checkpoint, step %lld, is %s)",
-                    (long long)step, (long long)last_saved, strcmp(out, "-") && last_saved > 0 ? out : "not written");
+                    (long long)step + 1, (long long)last_saved, strcmp(out, "-") && last_saved > 0 ? out : "not written");
         }
         int64_t correct, counted;
         model_accuracy(&m, &correct, &counted);
@@ -424,7 +427,7 @@ int main(int argc, char **argv) {
         double rate = dt > 0 ? (double)batch * L / dt : 0;
         tok_rate = tok_rate ? 0.9 * tok_rate + 0.1 * rate : rate;
         double acc = counted ? (double)correct / (double)counted : 0;
-        if (log) fprintf(log, "%lld\ttrain\t%.6f\t%.6f\t%.6g\t%.1f\t%.3f\n", (long long)opt.step, loss, acc, lr_now, rate, now - t0);
+        if (log) { fprintf(log, "%lld\ttrain\t%.6f\t%.6f\t%.6g\t%.1f\t%.3f\n", (long long)opt.step, loss, acc, lr_now, rate, now - t0); fflush(log); }
         int do_eval = opt.step % eval_every == 0 || opt.step == total;
         if (do_eval) {
             last_eval = evaluate(&m, task, eval_n, batch, seed, tok, feat, tgt);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "hippo.h"
 #include "nn.h"
 #include "selective_scan.h"
 
@@ -213,7 +214,7 @@ static void fill_uniform(ssm_rng *r, float *w, int64_t n, double bound) {
 
 void mamba_init_params(mamba_model *m, uint64_t seed) {
     ssm_rng r;
-    ssm_rng_seed(&r, seed);
+    ssm_rng_init(&r, seed, 0);
     ssm_params *ps = &m->ps;
     const mamba_config *c = &m->c;
     int64_t dm = c->d_model, di = m->d_inner, N = c->d_state, R = m->dt_rank, K = c->d_conv;
@@ -242,8 +243,11 @@ void mamba_init_params(mamba_model *m, uint64_t seed) {
             w[j] = (float)(dt + log(-expm1(-dt)));
         }
         w = ssm_params_data(ps, l->A_log);
+        double *alog = ssm_xmalloc((size_t)N * sizeof(double));
+        mamba_A_log((int)N, alog);                  /* A_log = log(1..N) for every channel (hippo.c) */
         for (int64_t d = 0; d < di; d++)
-            for (int64_t n = 0; n < N; n++) w[d * N + n] = (float)log((double)(n + 1));
+            for (int64_t n = 0; n < N; n++) w[d * N + n] = (float)alog[n];
+        free(alog);
         w = ssm_params_data(ps, l->D);
         for (int64_t d = 0; d < di; d++) w[d] = 1;
         /* out_proj: the default init scaled by 1/sqrt(n_layers) */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "hippo.h"
 #include "nn.h"
 #include "ssm_kernel.h"
 
@@ -184,7 +185,7 @@ static void fill_uniform(ssm_rng *r, float *w, int64_t n, double bound) {
 
 void s4d_init_params(s4d_model *m, uint64_t seed) {
     ssm_rng r;
-    ssm_rng_seed(&r, seed);
+    ssm_rng_init(&r, seed, 0);
     ssm_params *ps = &m->ps;
     const s4d_config *c = &m->c;
     int64_t H = c->d_model, Mm = m->M;
@@ -204,14 +205,17 @@ void s4d_init_params(s4d_model *m, uint64_t seed) {
             w[j] = (float)(log(c->dt_min) + ssm_rng_uniform(&r) * (log(c->dt_max) - log(c->dt_min)));
         float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
         float *B = ssm_params_data(ps, l->B), *C = ssm_params_data(ps, l->C);
+        double *alin = ssm_xmalloc((size_t)(2 * Mm) * sizeof(double));
+        s4d_lin_A((int)(2 * Mm), alin);             /* S4D-Lin: A = -1/2 + i pi n (hippo.c) */
         for (int64_t h = 0; h < H; h++)
             for (int64_t n = 0; n < Mm; n++) {
-                are[h * Mm + n] = (float)log(0.5);            /* S4D-Lin: A = -1/2 + i pi n */
-                aim[h * Mm + n] = (float)(M_PI * (double)n);
+                are[h * Mm + n] = (float)log(-alin[2 * n]);
+                aim[h * Mm + n] = (float)alin[2 * n + 1];
                 B[2 * (h * Mm + n)] = 1; B[2 * (h * Mm + n) + 1] = 0;
                 C[2 * (h * Mm + n)] = (float)(sqrt(0.5) * ssm_rng_normal(&r));
                 C[2 * (h * Mm + n) + 1] = (float)(sqrt(0.5) * ssm_rng_normal(&r));
             }
+        free(alin);
         w = ssm_params_data(ps, l->D);
         for (int64_t j = 0; j < H; j++) w[j] = (float)ssm_rng_normal(&r);
         fill_uniform(&r, ssm_params_data(ps, l->out_w), 2 * H * H, 1 / sqrt((double)H));

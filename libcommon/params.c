@@ -108,14 +108,6 @@ static uint64_t splitmix(uint64_t *s) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-void ssm_rng_seed(ssm_rng *r, uint64_t seed) { r->state = seed * 0x2545f4914f6cdd1dull + 0x632be59bd9b4e019ull; }
-uint64_t ssm_rng_next(ssm_rng *r) { return splitmix(&r->state); }
-double ssm_rng_uniform(ssm_rng *r) { return (double)(ssm_rng_next(r) >> 11) * 0x1p-53; }
-double ssm_rng_normal(ssm_rng *r) {
-    double u = ssm_rng_uniform(r), v = ssm_rng_uniform(r);
-    if (u < 1e-300) u = 1e-300;
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
 double ssm_hash_uniform(uint64_t seed, uint64_t counter) {
     uint64_t s = seed ^ (counter * 0xd1b54a32d192ed03ull);
     splitmix(&s);

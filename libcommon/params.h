@@ -51,13 +51,8 @@ void ssm_params_to_set(const ssm_params *ps, const float *buf, const char *prefi
  * or has another shape.  Returns the number of tensors read. */
 int ssm_params_from_set(const ssm_params *ps, float *buf, const char *prefix, const ssm_tensor_set *set);
 
-/* ---- a seeded, counter-based random source: the same numbers whatever the thread count ---- */
-typedef struct { uint64_t state; } ssm_rng;
-void ssm_rng_seed(ssm_rng *r, uint64_t seed);
-uint64_t ssm_rng_next(ssm_rng *r);
-double ssm_rng_uniform(ssm_rng *r);              /* [0, 1) */
-double ssm_rng_normal(ssm_rng *r);
-/* A hash of (seed, counter) -> [0,1): for dropout masks computed in parallel. */
+/* ---- random numbers: sequential draws use hippo.h's ssm_rng (splitmix64); for dropout masks
+ * computed in parallel, a hash of (seed, counter) -> [0, 1): the same whatever the thread count. */
 double ssm_hash_uniform(uint64_t seed, uint64_t counter);
 
 #endif

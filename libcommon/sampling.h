@@ -2,7 +2,7 @@
  *
  * Order (as in the common implementations): logits / temperature, keep the top_k largest, keep the
  * smallest set of the most probable tokens whose probability reaches top_p, renormalize, draw one
- * token with a uniform number from rng (params.h's seeded ssm_rng, so a saved rng state continues
+ * token with a uniform number from rng (hippo.h's seeded ssm_rng, so a saved rng state continues
  * the same sequence).  temperature 0 is greedy: the first index of the largest logit, and rng is
  * not used.  Ties in the sort are broken by the lower token id, so the result is deterministic.
  */
@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "params.h"
+#include "hippo.h"   /* ssm_rng */
 
 typedef struct {
     double temperature;   /* 0 = greedy */

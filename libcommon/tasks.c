@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "cli.h"
+#include "hippo.h"
 #include "params.h"
 #include "stream.h"
 
@@ -87,7 +88,7 @@ static void open_fmnist(ssm_task *t, const ssm_task_options *o) {
         t->perm_pixels = ssm_xmalloc(784 * sizeof(int32_t));
         for (int i = 0; i < 784; i++) t->perm_pixels[i] = i;
         ssm_rng r;
-        ssm_rng_seed(&r, 1234);
+        ssm_rng_init(&r, 1234, 0);
         for (int i = 783; i > 0; i--) {
             int j = (int)(ssm_rng_next(&r) % (uint64_t)(i + 1));
             int32_t s = t->perm_pixels[i]; t->perm_pixels[i] = t->perm_pixels[j]; t->perm_pixels[j] = s;
@@ -247,7 +248,7 @@ void ssm_task_describe(const ssm_task *t, char *buf, int n) {
 
 /* A generator for one example: a distinct stream for every (seed, split, example). */
 static void example_rng(ssm_rng *r, uint64_t seed, int split, int64_t ex) {
-    ssm_rng_seed(r, seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)split << 62) ^ (uint64_t)ex * 0xd6e8feb86659fd93ull);
+    ssm_rng_init(r, seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)split << 62) ^ (uint64_t)ex * 0xd6e8feb86659fd93ull, 0);
     ssm_rng_next(r);
 }
 

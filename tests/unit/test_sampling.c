@@ -9,7 +9,7 @@
 /* Draws n tokens and checks the frequencies against want[] (0 = never drawn). */
 static void check_freq(const float *logits, int V, ssm_sampling s, const double *want, const char *what) {
     ssm_rng rng;
-    ssm_rng_seed(&rng, test_next());
+    ssm_rng_init(&rng, test_next(), 0);
     ssm_sampling_scratch sc = {0};
     enum { DRAWS = 40000 };
     int count[16] = {0};
@@ -41,7 +41,7 @@ int main(void) {
     int argmax = 0;
     for (int i = 1; i < V; i++) if (logits[i] > logits[argmax]) argmax = i;
     ssm_rng rng;
-    ssm_rng_seed(&rng, 1);
+    ssm_rng_init(&rng, 1, 0);
     ssm_sampling_scratch sc = {0};
     ssm_sampling greedy = {0, 0, 1}, k1 = {1.5, 1, 1};
     CHECK(ssm_sample_token(logits, V, &greedy, &rng, &sc) == argmax, "greedy is the argmax");
@@ -73,7 +73,7 @@ int main(void) {
 
     /* the same rng state gives the same tokens */
     ssm_rng a, b;
-    ssm_rng_seed(&a, 42);
+    ssm_rng_init(&a, 42, 0);
     for (int i = 0; i < 10; i++) ssm_sample_token(logits, V, &(ssm_sampling){1, 0, 1}, &a, &sc);
     b = a;
     int same = 1;

@@ -1,0 +1,136 @@
+#!/usr/bin/env bats
+# ssm-train: options and errors, the log and checkpoint formats, bit-exact --resume, thread-count
+# independence, signals and NaN handling, every task.  Tiny models only: each test a few seconds.
+
+setup() {
+    T="$BATS_TEST_TMPDIR"
+    REF="$BATS_TEST_DIRNAME/../ref/ssm_stream.py"
+    TINY="--seq-len 20 --copy-tokens 4 --d-model 16 --d-state 8 --batch 4 --eval-examples 8 --eval-every 4"
+}
+
+@test "--help, --version, usage errors" {
+    run ssm-train --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"Usage: ssm-train"* ]]
+    run ssm-train --version
+    [ "$status" -eq 0 ]
+    run ssm-train --task selective-copy -o "$T/c.ssm"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"ssm-train: --model is required"* ]]
+    run ssm-train --model lstm --task selective-copy -o "$T/c.ssm"
+    [ "$status" -eq 2 ]
+    run ssm-train --model mamba --task nope -o "$T/c.ssm"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"unknown task 'nope'"* ]]
+    run ssm-train --model mamba --task selective-copy --device cuda -o "$T/c.ssm"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--device cuda: not implemented yet"* ]]
+    run ssm-train --model mamba --task text -o "$T/c.ssm"
+    [ "$status" -eq 2 ]
+    run ssm-train --model mamba --task text /nonexistent -o "$T/c.ssm"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-train: /nonexistent: cannot open"* ]]
+    run ssm-train --model mamba --task selective-copy --save-every 2 $TINY --steps 2
+    [ "$status" -eq 2 ]
+    [ ! -e "$T/c.ssm" ]
+}
+
+@test "a Mamba run writes the TSV log and a checkpoint with config, parameters and optimizer state" {
+    ssm-train --model mamba --task selective-copy $TINY --steps 8 --log "$T/log.tsv" -o "$T/c.ssm"
+    [ "$(head -n 1 "$T/log.tsv")" = "$(printf 'step\tsplit\tloss\taccuracy\tlr\ttokens_per_s\ttime_s')" ]
+    [ "$(grep -c "$(printf '\ttrain\t')" "$T/log.tsv")" -eq 8 ]
+    [ "$(grep -c "$(printf '\teval\t')" "$T/log.tsv")" -eq 2 ]
+    run ssm-tensor info "$T/c.ssm"
+    [ "$status" -eq 0 ]
+    for n in config train embedding.weight layers.1.mixer.A_log layers.0.mixer.in_proj.weight \
+             layers.0.mixer.conv1d.weight layers.0.mixer.dt_proj.bias norm_f.weight adam.m.norm_f.weight \
+             adam.v.layers.1.mixer.x_proj.weight; do
+        echo "$output" | grep -q "^$n "
+    done
+    echo "$output" | grep -q "model=mamba"
+    echo "$output" | grep -q "task=selective-copy"
+    echo "$output" | grep -q "step=8"
+    ! echo "$output" | grep -q "^lm_head.weight"      # tied
+}
+
+@test "--resume continues bit-exactly (Mamba): same losses and the same final checkpoint" {
+    ssm-train --model mamba --task selective-copy $TINY --steps 10 --threads 1 --log "$T/a.tsv" -o "$T/a.ssm"
+    ssm-train --model mamba --task selective-copy $TINY --steps 10 --threads 1 --stop-at 4 --log "$T/b.tsv" -o "$T/b.ssm"
+    ssm-train --resume "$T/b.ssm" --threads 1 --log "$T/b.tsv" -o "$T/b.ssm"
+    diff <(cut -f1-5 "$T/a.tsv") <(cut -f1-5 "$T/b.tsv")
+    cmp "$T/a.ssm" "$T/b.ssm"
+}
+
+@test "--resume continues bit-exactly (S4D with dropout), across thread counts" {
+    A="--model s4d --n-layers 2 --dropout 0.1 --task selective-copy $TINY --steps 10"
+    ssm-train $A --threads 1 --log "$T/a.tsv" -o "$T/a.ssm"
+    ssm-train $A --threads 2 --stop-at 3 --log "$T/b.tsv" -o "$T/b.ssm"
+    ssm-train --resume "$T/b.ssm" --threads 2 --log "$T/b.tsv" -o "$T/b.ssm"
+    diff <(cut -f1-5 "$T/a.tsv") <(cut -f1-5 "$T/b.tsv")
+    cmp "$T/a.ssm" "$T/b.ssm"
+}
+
+@test "--resume refuses a different model shape" {
+    ssm-train --model mamba --task selective-copy $TINY --steps 2 -o "$T/a.ssm"
+    run ssm-train --resume "$T/a.ssm" --d-model 32 -o "$T/b.ssm"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--d-model differs from the checkpoint"* ]]
+}
+
+@test "the Mamba loss sequence does not depend on the thread count" {
+    A="--model mamba --task selective-copy $TINY --steps 6"
+    ssm-train $A --threads 1 --log "$T/a.tsv" -o "$T/a.ssm"
+    ssm-train $A --threads 2 --log "$T/b.tsv" -o "$T/b.ssm"
+    diff <(cut -f1-4 "$T/a.tsv") <(cut -f1-4 "$T/b.tsv")
+}
+
+@test "SIGTERM writes a checkpoint that --resume continues" {
+    ssm-train --model mamba --task selective-copy $TINY --steps 1000000 --eval-every 100000 -o "$T/c.ssm" 2> "$T/err" &
+    pid=$!
+    sleep 2
+    kill -TERM $pid
+    status=0
+    wait $pid || status=$?
+    [ "$status" -eq 143 ]
+    grep -q "terminated at step" "$T/err"
+    ssm-tensor info "$T/c.ssm" | grep -q "^train "
+    step=$(ssm-tensor info "$T/c.ssm" | sed -n 's/^ *step=//p')
+    [ "$step" -ge 1 ]
+    ssm-train --resume "$T/c.ssm" --stop-at $((step + 2)) -o "$T/d.ssm"
+    ssm-tensor info "$T/d.ssm" | grep -q "step=$((step + 2))"
+}
+
+@test "a NaN loss stops with a clear message and leaves the last good checkpoint" {
+    run ssm-train --model mamba --task selective-copy $TINY --steps 50 --lr 1e9 --clip 0 --warmup 0 --save-every 1 -o "$T/c.ssm"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"the loss is"*"stopping (the last good checkpoint, step"* ]]
+    ssm-tensor info "$T/c.ssm" | grep -q "step=1$"
+}
+
+@test "task stream: features and class ids from a tensor stream" {
+    ${SSM_PYTHON:-/usr/bin/python3} - "$REF" "$T/data.ssm" <<'EOF'
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1].rsplit('/', 1)[0]); import ssm_stream
+rng = np.random.default_rng(0)
+x = rng.normal(size=(40, 12, 3)).astype('<f4'); y = (x[:, :, 0].mean(1) > 0).astype('<i4')
+open(sys.argv[2], 'wb').write(ssm_stream.frame('x', 1, x) + ssm_stream.frame('y', 5, y))
+EOF
+    ssm-train --model s4d --n-layers 1 --d-model 8 --d-state 4 --task stream "$T/data.ssm" --batch 8 --steps 4 --log "$T/log.tsv" -o "$T/c.ssm"
+    grep -q "$(printf '^4\teval\t')" "$T/log.tsv"
+    ssm-tensor info "$T/c.ssm" | grep -q "^decoder.weight .*\[2, 8\]"
+}
+
+@test "task text: byte-level language model, tokenizer=bytes in the config" {
+    seq 1 3000 > "$T/text.txt"
+    ssm-train --model mamba --d-model 16 --task text "$T/text.txt" --seq-len 32 --batch 2 --steps 3 --eval-examples 4 -o "$T/c.ssm"
+    ssm-tensor info "$T/c.ssm" | grep -q "tokenizer=bytes"
+    ssm-tensor info "$T/c.ssm" | grep -q "^embedding.weight .*\[256, 16\]"
+}
+
+@test "task induction and fmnist run" {
+    ssm-train --model mamba --d-model 16 --task induction --seq-len 16 --batch 4 --steps 2 --eval-examples 4 -o "$T/a.ssm"
+    ssm-train --model s4d --n-layers 1 --d-model 8 --d-state 4 --task fmnist-permuted --batch 2 --steps 2 --eval-examples 4 \
+        --log "$T/log.tsv" -o "$T/b.ssm"
+    grep -q "$(printf '^2\teval\t')" "$T/log.tsv"
+    ssm-tensor info "$T/b.ssm" | grep -q "^encoder.weight .*\[8, 1\]"
+}
