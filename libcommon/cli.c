@@ -215,6 +215,12 @@ static void forget_output(ssm_writer *w) {
         if (open_outputs[i] == w) open_outputs[i] = NULL;
 }
 
+void ssm_cli_close_output(ssm_writer *w) {
+    forget_output(w);
+    char msg[1100];
+    if (ssm_writer_close(w, msg, sizeof msg) < 0) ssm_die("%s", msg);
+}
+
 void ssm_cli_finish(ssm_writer *out) {
     if (out) {
         forget_output(out);
