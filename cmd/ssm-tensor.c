@@ -192,8 +192,27 @@ static void commit_tmp(FILE *f, char *tmp, const char *path) {
     free(tmp);
 }
 
-/* ---- streaming the elements of a payload ----------------------------------------------------- */
+/* ---- memory held while a command may die ----------------------------------------------------
+ * ssm_die exits at once.  What a command holds at that moment is released by exit, but a leak
+ * checker (the ASan build) reports every block that is no longer reachable, so the blocks live
+ * while a command can die are kept reachable from here: the two chunk buffers, and the blocks
+ * registered with hold() until unhold(). */
 #define CHUNK_BYTES (1u << 20)
+static unsigned char *chunk_buffers[2];
+static unsigned char *chunk_buffer(int i) {
+    if (!chunk_buffers[i]) chunk_buffers[i] = ssm_xmalloc(CHUNK_BYTES);
+    return chunk_buffers[i];
+}
+static void *held_blocks[32];
+static void *hold(void *p) {
+    for (int i = 0; i < 32; i++) if (!held_blocks[i]) { held_blocks[i] = p; break; }
+    return p;
+}
+static void unhold(void *p) {
+    for (int i = 0; i < 32; i++) if (held_blocks[i] == p) { held_blocks[i] = NULL; break; }
+}
+
+/* ---- streaming the elements of a payload ----------------------------------------------------- */
 
 /* Reads up to n bytes of the current payload (fewer only at its end). */
 static size_t read_full(ssm_reader *r, void *buf, size_t n) {
@@ -212,7 +231,7 @@ static size_t read_full(ssm_reader *r, void *buf, size_t n) {
 typedef void (*chunk_fn)(const ssm_tensor *view, int64_t first, int64_t count, void *ctx);
 static void for_each_chunk(ssm_reader *r, const ssm_tensor *h, chunk_fn fn, void *ctx) {
     size_t es = ssm_dtype_size(h->dtype), cap = CHUNK_BYTES / es * es;
-    unsigned char *buf = ssm_xmalloc(cap);
+    unsigned char *buf = chunk_buffer(0);
     ssm_tensor view = *h;
     view.data = buf;
     int64_t first = 0;
@@ -223,7 +242,6 @@ static void for_each_chunk(ssm_reader *r, const ssm_tensor *h, chunk_fn fn, void
         fn(&view, first, (int64_t)(got / es), ctx);
         first += (int64_t)(got / es);
     }
-    free(buf);
 }
 
 /* Element i as long double: exact for every integer dtype (i64/u64 included). */
@@ -369,7 +387,8 @@ static int cmd_select(int argc, char **argv, int keep) {
     static const int allowed[] = {OPT_INPUT, 0};
     int first = parse_options(argc, argv, allowed);
     if (first == argc) ssm_usage_error("%s: no PATTERN given (names or globs such as 'layers.2.*')", argv[0]);
-    select_ctx s = {argv + first, argc - first, ssm_xcalloc((size_t)(argc - first), sizeof(int)), keep};
+    static select_ctx s;
+    s = (select_ctx){argv + first, argc - first, ssm_xcalloc((size_t)(argc - first), sizeof(int)), keep};
     ssm_writer *w = ssm_cli_open_output(ssm_cli.output);
     for_each_frame(w, select_frame, &s);
     for (int i = 0; i < s.n; i++)
@@ -408,9 +427,10 @@ static void rename_frame(ssm_reader *r, ssm_tensor *h, ssm_writer *w, void *ctx)
     c->seen_renamed[c->nseen++] = which >= 0;
     if (which < 0) { ssm_pass_through_or_die(r, w, h); return; }
     c->hits[which]++;
-    ssm_tensor *nh = ssm_tensor_new_header(h);
+    ssm_tensor *nh = hold(ssm_tensor_new_header(h));
     ssm_tensor_set_name(nh, out);
     ssm_pass_through_or_die(r, w, nh);
+    unhold(nh);
     ssm_tensor_free(nh);
 }
 
@@ -419,7 +439,7 @@ static int cmd_rename(int argc, char **argv) {
     int first = parse_options(argc, argv, allowed);
     int n = argc - first;
     if (n == 0) ssm_usage_error("rename: no OLD=NEW given");
-    rename_ctx c = {0};
+    static rename_ctx c;
     c.n = n;
     c.old = ssm_xcalloc((size_t)n, sizeof(char *));
     c.new_ = ssm_xcalloc((size_t)n, sizeof(char *));
@@ -583,7 +603,7 @@ static int cmd_generate(int argc, char **argv, int kind) {
         }
         uint64_t seed = o.seed ? (uint64_t)ssm_parse_int("--seed", o.seed, 0, INT64_MAX) : 0;
         rng_seed(&gen.g, seed);
-        hdr = ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank});
+        hdr = hold(ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank}));
         memcpy(hdr->dims, dims, sizeof(int64_t) * (size_t)rank);
         ssm_tensor_set_attr(hdr, "dist", gen.normal ? "normal" : "uniform");
         ssm_tensor_set_attrf(hdr, "seed", "%llu", (unsigned long long)seed);
@@ -594,10 +614,11 @@ static int cmd_generate(int argc, char **argv, int kind) {
         char *comma = strchr(o.value, ',');
         if (comma) {
             if (!ssm_dtype_is_complex(gen.dtype)) ssm_usage_error("--value: RE,IM needs a complex --dtype (c64 or c128)");
-            char *re = ssm_xstrdup(o.value);
+            char *re = hold(ssm_xstrdup(o.value));
             re[comma - o.value] = 0;
             gen.a = parse_ld("--value", re);
             gen.b = parse_ld("--value", comma + 1);
+            unhold(re);
             free(re);
         } else {
             gen.a = parse_ld("--value", o.value);
@@ -605,7 +626,7 @@ static int cmd_generate(int argc, char **argv, int kind) {
         unsigned char probe[16];
         if (!store_value(probe, gen.dtype, 0, gen.a, gen.b) || (is_integer_dtype(gen.dtype) && nearbyintl(gen.a) != gen.a))
             ssm_usage_error("--value: '%s' is not a value of dtype %s", o.value, ssm_dtype_name(gen.dtype));
-        hdr = ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank});
+        hdr = hold(ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank}));
         memcpy(hdr->dims, dims, sizeof(int64_t) * (size_t)rank);
     } else {
         gen.a = o.start ? parse_ld("--start", o.start) : 0;
@@ -626,14 +647,14 @@ static int cmd_generate(int argc, char **argv, int kind) {
             ssm_usage_error("arange: --shape %s holds %lld elements but --start/--stop/--step give %lld", o.shape,
                             (long long)ssm_numel_of(rank, dims), (long long)n);
         }
-        hdr = ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank});
+        hdr = hold(ssm_tensor_new_header(&(ssm_tensor){.name = (char *)o.name, .dtype = gen.dtype, .rank = rank}));
         memcpy(hdr->dims, dims, sizeof(int64_t) * (size_t)rank);
     }
     ssm_writer *w = ssm_cli_open_output(ssm_cli.output);
     copy_appended(w, (char **)&o.name, 1);
     if (ssm_writer_begin(w, hdr) < 0) ssm_die("%s", ssm_writer_error(w));
     size_t es = ssm_dtype_size(gen.dtype), per = CHUNK_BYTES / es;
-    unsigned char *buf = ssm_xmalloc(per * es);
+    unsigned char *buf = chunk_buffer(0);
     int64_t total = ssm_tensor_numel(hdr);
     for (int64_t done = 0; done < total;) {
         int64_t k = total - done < (int64_t)per ? total - done : (int64_t)per;
@@ -641,8 +662,8 @@ static int cmd_generate(int argc, char **argv, int kind) {
         if (ssm_writer_feed(w, buf, (size_t)k * es) < 0) ssm_die("%s", ssm_writer_error(w));
         done += k;
     }
-    free(buf);
     if (ssm_writer_end(w) < 0) ssm_die("%s", ssm_writer_error(w));
+    unhold(hdr);
     ssm_tensor_free(hdr);
     ssm_cli_finish(w);
 }
@@ -698,10 +719,10 @@ static char *import_name(const ssm_tensor *h, int single_npy) {
 }
 
 static void import_tensor(ssm_writer *w, source *s, int i, const char *name) {
-    ssm_tensor *hdr = ssm_tensor_new_header(source_header(s, i));
+    ssm_tensor *hdr = hold(ssm_tensor_new_header(source_header(s, i)));
     ssm_tensor_set_name(hdr, name);
     if (ssm_writer_begin(w, hdr) < 0) ssm_die("%s", ssm_writer_error(w));
-    unsigned char *buf = ssm_xmalloc(CHUNK_BYTES);
+    unsigned char *buf = chunk_buffer(0);
     uint64_t total = ssm_tensor_nbytes(hdr), done = 0;
     if (s->npy) {
         for (;;) {
@@ -719,8 +740,8 @@ static void import_tensor(ssm_writer *w, source *s, int i, const char *name) {
             done += k;
         }
     }
-    free(buf);
     if (ssm_writer_end(w) < 0) ssm_die("%s", ssm_writer_error(w));
+    unhold(hdr);
     ssm_tensor_free(hdr);
 }
 
@@ -736,8 +757,8 @@ static int cmd_import(int argc, char **argv) {
     if (o.append && !o.append_file)
         for (int f = 0; f < nfiles; f++)
             if (strcmp(argv[first + f], "-") == 0) ssm_usage_error("import: stdin cannot be both --append's stream and a FILE");
-    char **names = NULL;
-    int nnames = 0;
+    static char **names;
+    static int nnames;
     if (o.append) {   /* the names about to be imported replace those of the appended stream */
         for (int f = 0; f < nfiles; f++) {
             source s;
@@ -756,8 +777,9 @@ static int cmd_import(int argc, char **argv) {
         open_source(argv[first + f], &s);
         if (o.name && !s.npy) ssm_usage_error("import: --name is for a .npy file (a safetensors file names its tensors)");
         for (int i = 0; i < source_count(&s); i++) {
-            char *name = import_name(source_header(&s, i), s.npy != NULL);
+            char *name = hold(import_name(source_header(&s, i), s.npy != NULL));
             import_tensor(w, &s, i, name);
+            unhold(name);
             free(name);
         }
         close_source(&s);
@@ -769,7 +791,7 @@ static int cmd_import(int argc, char **argv) {
 
 /* ================================ export ===================================================== */
 static void make_dirs(const char *dir) {
-    char *p = ssm_xstrdup(dir);
+    char *p = hold(ssm_xstrdup(dir));
     for (char *s = p + 1; ; s++) {
         if (*s == '/' || !*s) {
             char c = *s;
@@ -780,8 +802,9 @@ static void make_dirs(const char *dir) {
         }
     }
     struct stat sb;
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) ssm_die("export: '%s' is not a directory", dir);
+    unhold(p);
     free(p);
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) ssm_die("export: '%s' is not a directory", dir);
 }
 
 typedef struct {
@@ -813,14 +836,13 @@ static void export_text_tensor(FILE *f, ssm_reader *r, ssm_tensor *h) {
 }
 
 static void copy_payload_to_file(ssm_reader *r, FILE *f, const char *path) {
-    unsigned char *buf = ssm_xmalloc(CHUNK_BYTES);
+    unsigned char *buf = chunk_buffer(0);
     for (;;) {
         int64_t k = ssm_reader_read_some(r, buf, CHUNK_BYTES);
         if (k < 0) ssm_die("%s", ssm_reader_error(r));
         if (k == 0) break;
         if (fwrite(buf, 1, (size_t)k, f) != (size_t)k) ssm_die("%s: write error: %s", path, strerror(errno));
     }
-    free(buf);
 }
 
 static int cmd_export(int argc, char **argv) {
@@ -838,7 +860,8 @@ static int cmd_export(int argc, char **argv) {
     if (fmt == ST && o.dir && o.output_given) ssm_usage_error("export: give either -o FILE or --dir DIR for safetensors");
 
     FILE *text = NULL;
-    char *text_tmp = NULL, *st_path = NULL;
+    char *text_tmp = NULL;
+    static char *st_path;
     ssm_safetensors_writer *stw = NULL;
     if (fmt == NPY || (fmt == ST && o.dir)) make_dirs(o.dir);
     if (fmt == TEXT) {
@@ -861,8 +884,8 @@ static int cmd_export(int argc, char **argv) {
         track_tmp(NULL);   /* registers the cleanup */
     }
 
-    char **seen = NULL;
-    int nseen = 0;
+    static char **seen;
+    static int nseen;
     int nfiles = argc - first;
     for (int fi = 0; fi < (nfiles ? nfiles : 1); fi++) {
         ssm_reader *r = ssm_cli_open_input(nfiles ? argv[first + fi] : "-");
@@ -871,14 +894,13 @@ static int cmd_export(int argc, char **argv) {
             if (fmt == TEXT) { export_text_tensor(text, r, h); continue; }
             if (fmt == ST) {
                 if (ssm_safetensors_writer_begin(stw, h) < 0) ssm_die("export: %s", ssm_safetensors_writer_error(stw));
-                unsigned char *buf = ssm_xmalloc(CHUNK_BYTES);
+                unsigned char *buf = chunk_buffer(0);
                 for (;;) {
                     int64_t k = ssm_reader_read_some(r, buf, CHUNK_BYTES);
                     if (k < 0) ssm_die("%s", ssm_reader_error(r));
                     if (k == 0) break;
                     if (ssm_safetensors_writer_feed(stw, buf, (size_t)k) < 0) ssm_die("export: %s", ssm_safetensors_writer_error(stw));
                 }
-                free(buf);
                 if (ssm_safetensors_writer_end(stw) < 0) ssm_die("export: %s", ssm_safetensors_writer_error(stw));
                 continue;
             }
@@ -890,7 +912,7 @@ static int cmd_export(int argc, char **argv) {
             char fname[SSM_MAX_NAME * 3 + 8];
             ssm_npy_file_name(h->name, fname, sizeof fname);
             size_t n = strlen(o.dir) + strlen(fname) + 2;
-            char *path = ssm_xmalloc(n), *tmp;
+            char *path = hold(ssm_xmalloc(n)), *tmp;
             snprintf(path, n, "%s/%s", o.dir, fname);
             FILE *f = open_tmp(path, &tmp);
             char err[400];
@@ -898,6 +920,7 @@ static int cmd_export(int argc, char **argv) {
             copy_payload_to_file(r, f, path);
             commit_tmp(f, tmp, path);
             ssm_info("wrote %s", path);
+            unhold(path);
             free(path);
         }
         ssm_reader_close(r);
@@ -949,32 +972,27 @@ static void compare_chunk(compare *c, const ssm_tensor *va, const ssm_tensor *vb
     for (int64_t i = 0; i < count; i++) {
         double err, mag, score;
         int close;
-        if (c->exact) {
-            close = memcmp((const char *)va->data + (size_t)i * es, (const char *)vb->data + (size_t)i * es, es) == 0;
-            long double a = get_ld(va, i), b = get_ld(vb, i);
-            err = close ? 0 : (double)fabsl(a - b);
-            if (!close && err == 0) err = INFINITY;   /* same value, different bits (-0, NaN payload) */
-            mag = (double)fabsl(b);
-            score = close ? 0 : INFINITY;
+        long double a = get_ld(va, i), b = get_ld(vb, i);
+        double ai = cplx ? get_imag(va, i) : 0, bi = cplx ? get_imag(vb, i) : 0;
+        int a_nan = isnan((double)a) || isnan(ai), b_nan = isnan((double)b) || isnan(bi);
+        if (a_nan || b_nan) {
+            close = a_nan && b_nan;
+            err = close ? 0 : INFINITY;
+            mag = 0;
+        } else if (isinf((double)a) || isinf((double)b) || isinf(ai) || isinf(bi)) {
+            close = a == b && ai == bi;
+            err = close ? 0 : INFINITY;
+            mag = INFINITY;
         } else {
-            long double a = get_ld(va, i), b = get_ld(vb, i);
-            double ai = cplx ? get_imag(va, i) : 0, bi = cplx ? get_imag(vb, i) : 0;
-            int a_nan = isnan((double)a) || isnan(ai), b_nan = isnan((double)b) || isnan(bi);
-            if (a_nan || b_nan) {
-                close = a_nan && b_nan;
-                err = close ? 0 : INFINITY;
-                mag = 0;
-            } else if (isinf((double)a) || isinf((double)b) || isinf(ai) || isinf(bi)) {
-                close = a == b && ai == bi;
-                err = close ? 0 : INFINITY;
-                mag = INFINITY;
-            } else {
-                err = cplx ? hypot((double)(a - b), ai - bi) : (double)fabsl(a - b);
-                mag = cplx ? hypot((double)b, bi) : (double)fabsl(b);
-                close = err <= c->atol + c->rtol * mag;
-            }
-            double tol = c->atol + c->rtol * (isfinite(mag) ? mag : 0);
-            score = close ? (tol > 0 ? err / tol : 0) : (tol > 0 ? err / tol : INFINITY);
+            err = cplx ? hypot((double)(a - b), ai - bi) : (double)fabsl(a - b);
+            mag = cplx ? hypot((double)b, bi) : (double)fabsl(b);
+            close = err <= c->atol + c->rtol * mag;
+        }
+        double tol = c->atol + c->rtol * (isfinite(mag) ? mag : 0);
+        score = tol > 0 ? err / tol : (close ? 0 : INFINITY);
+        if (c->exact) {   /* bits: -0 differs from 0, NaN payloads count */
+            close = memcmp((const char *)va->data + (size_t)i * es, (const char *)vb->data + (size_t)i * es, es) == 0;
+            score = close ? 0 : INFINITY;
         }
         double rel = mag > 0 && isfinite(mag) ? err / mag : (err > 0 ? INFINITY : 0);
         if (err > c->max_abs || isnan(c->max_abs)) c->max_abs = err;
@@ -1009,8 +1027,8 @@ static void diff_pair(const ssm_tensor *ha, side *sa, const ssm_tensor *hb, side
     }
     size_t es = ssm_dtype_size(ha->dtype), per = CHUNK_BYTES / es;
     ssm_tensor va = *ha, vb = *hb;
-    va.data = ssm_xmalloc(per * es);
-    vb.data = ssm_xmalloc(per * es);
+    va.data = chunk_buffer(0);
+    vb.data = chunk_buffer(1);
     compare c = {diff_rtol, diff_atol, o.exact, 0, -1, 0, 0, 0, 0, 0, "", ""};
     int64_t first = 0;
     for (;;) {
@@ -1020,8 +1038,6 @@ static void diff_pair(const ssm_tensor *ha, side *sa, const ssm_tensor *hb, side
         compare_chunk(&c, &va, &vb, first, ka);
         first += ka;
     }
-    free(va.data);
-    free(vb.data);
     if (c.bad) diff_differ++;
     if (ssm_cli.verbose < 0 || (!c.bad && ssm_cli.verbose < 1)) return;
     char idx[400];
@@ -1045,17 +1061,18 @@ static int cmd_diff(int argc, char **argv) {
     const char *pa = argv[first], *pb = argv[first + 1];
     if (strcmp(pa, "-") == 0 && strcmp(pb, "-") == 0) ssm_usage_error("diff: A and B cannot both be stdin");
     ssm_reader *ra = ssm_cli_open_input(pa), *rb = ssm_cli_open_input(pb);
-    ssm_tensor_set held;   /* tensors of B read ahead of A's order */
+    static ssm_tensor_set held;   /* tensors of B read ahead of A's order */
     ssm_set_init(&held);
     int b_done = 0;
     ssm_tensor *h;
     while (ssm_next_or_die(ra, &h)) {
-        ssm_tensor *ha = ssm_tensor_new_header(h);
+        ssm_tensor *ha = hold(ssm_tensor_new_header(h));
         side sa = {ra, NULL, 0};
         ssm_tensor *mem = ssm_set_take(&held, ha->name);
         if (mem) {
-            side sb = {NULL, mem, 0};
+            side sb = {NULL, hold(mem), 0};
             diff_pair(ha, &sa, mem, &sb);
+            unhold(mem);
             ssm_tensor_free(mem);
         } else {
             int found = 0;
@@ -1068,8 +1085,9 @@ static int cmd_diff(int argc, char **argv) {
                     found = 1;
                     break;
                 }
-                ssm_tensor *t = ssm_tensor_new_header(hb);
+                ssm_tensor *t = hold(ssm_tensor_new_header(hb));
                 ssm_read_payload_or_die(rb, t);
+                unhold(t);
                 ssm_set_put(&held, t);
             }
             if (!found) {
@@ -1078,6 +1096,7 @@ static int cmd_diff(int argc, char **argv) {
                 if (ssm_reader_skip(ra) < 0) ssm_die("%s", ssm_reader_error(ra));
             }
         }
+        unhold(ha);
         ssm_tensor_free(ha);
     }
     for (int i = 0; i < held.n; i++) {

@@ -233,7 +233,7 @@ ssm_npy_reader *ssm_npy_open_stream(FILE *f, const char *label, const void *head
     r->f = f;
     r->label = ssm_xstrdup(label);
     if (head_len > sizeof r->head) head_len = sizeof r->head;
-    memcpy(r->head, head, head_len);
+    if (head_len) memcpy(r->head, head, head_len);
     r->head_len = head_len;
     unsigned char pre[10];
     size_t got = raw_read(r, pre, 8);
@@ -310,7 +310,10 @@ int64_t ssm_npy_read_some(ssm_npy_reader *r, void *buf, size_t max) {
         memcpy(buf, r->transposed + r->done, k);
     } else {
         /* keep whole components together so byte swapping never splits one */
-        if (r->swap && k >= r->width) k -= (size_t)((r->done + k) % r->width);
+        if (r->swap) {
+            if (k < r->width) return fail(r, "internal error: read of %zu bytes splits an element", k);
+            k -= (size_t)((r->done + k) % r->width);
+        }
         size_t got = raw_read(r, buf, k);
         if (got < k) {
             if (ferror(r->f)) return fail(r, "read error: %s", strerror(errno));
