@@ -196,27 +196,26 @@ static void random_spec(vocab_spec *v, int nm, const char *letters) {
     }
 }
 
-/* The reference BPE from the definition, on one chunk: returns the token count, ids in out. */
+/* The reference BPE from the definition HF tokenizers implements, on one chunk: repeatedly merge
+ * the single pair occurrence with the lowest (rank, position) among the current symbols.  (GPT-2's
+ * original Python merges every occurrence of the best pair at once; the two differ when a merge
+ * creates a pair of lower rank than itself, which random merge tables do produce.)  Returns the
+ * token count, ids in out. */
 static int ref_bpe(const vocab_spec *v, const char *s, size_t n, int *out) {
     int m = 0;
     for (size_t i = 0; i < n; i++) out[m++] = (unsigned char)s[i];
     for (;;) {
-        int best = -1, best_rank = 1 << 30;
+        int best = -1, best_rank = 1 << 30, best_pos = -1;
         for (int i = 0; i + 1 < m; i++)
             for (int r = 0; r < v->nm && r < best_rank; r++)
-                if (v->ml[r] == out[i] && v->mr[r] == out[i + 1]) { best_rank = r; best = r; break; }
+                if (v->ml[r] == out[i] && v->mr[r] == out[i + 1]) { best_rank = r; best = r; best_pos = i; break; }
         if (best < 0) return m;
-        /* merge every occurrence of the best pair, left to right */
         char cat[32];
         memcpy(cat, v->bytes[v->ml[best]], v->len[v->ml[best]]);
         memcpy(cat + v->len[v->ml[best]], v->bytes[v->mr[best]], v->len[v->mr[best]]);
-        int merged = spec_find(v, cat, v->len[v->ml[best]] + v->len[v->mr[best]]);
-        int k = 0;
-        for (int i = 0; i < m; i++) {
-            if (i + 1 < m && out[i] == v->ml[best] && out[i + 1] == v->mr[best]) { out[k++] = merged; i++; }
-            else out[k++] = out[i];
-        }
-        m = k;
+        out[best_pos] = spec_find(v, cat, v->len[v->ml[best]] + v->len[v->mr[best]]);
+        memmove(out + best_pos + 1, out + best_pos + 2, (size_t)(m - best_pos - 2) * sizeof *out);
+        m--;
     }
 }
 
