@@ -16,6 +16,10 @@ ssm_cli_state ssm_cli = {"ssm", "", "-", 0, SSM_DEFAULT_LEVEL, 0, 0};
 /* Outputs opened through ssm_cli_open_output, so that ssm_die can abort them. */
 #define MAX_OPEN_OUTPUTS 8
 static ssm_writer *open_outputs[MAX_OPEN_OUTPUTS];
+/* Inputs opened through ssm_cli_open_input.  They are not closed at exit (a tool may have closed
+ * one itself); the table keeps them reachable so LeakSanitizer does not report their buffers. */
+#define MAX_OPEN_INPUTS 64
+static ssm_reader *open_inputs[MAX_OPEN_INPUTS];
 
 void ssm_cli_init(int argc, char **argv, const char *prog, const char *usage) {
     (void)argc;
@@ -195,7 +199,15 @@ void ssm_parse_range(const char *opt, const char *s, int64_t n, int64_t *lo, int
 ssm_reader *ssm_cli_open_input(const char *path) {
     ssm_reader *r = ssm_reader_open(path);
     if (!r) ssm_die("%s: %s", path, strerror(errno));
+    for (int i = 0; i < MAX_OPEN_INPUTS; i++)
+        if (!open_inputs[i]) { open_inputs[i] = r; break; }
     return r;
+}
+
+void ssm_cli_close_input(ssm_reader *r) {
+    for (int i = 0; i < MAX_OPEN_INPUTS; i++)
+        if (open_inputs[i] == r) open_inputs[i] = NULL;
+    ssm_reader_close(r);
 }
 
 ssm_writer *ssm_cli_open_output(const char *path) {

@@ -76,11 +76,13 @@ void ssm_parse_range(const char *opt, const char *s, int64_t n, int64_t *lo, int
 
 /* Stream wiring with the error path built in.  Outputs that are terminals are refused. */
 ssm_reader *ssm_cli_open_input(const char *path);
+/* Closes an input opened by ssm_cli_open_input (inputs still open at exit are simply dropped). */
+void ssm_cli_close_input(ssm_reader *r);
 ssm_writer *ssm_cli_open_output(const char *path);
 /* Closes one output opened by ssm_cli_open_output (renaming a file into place) before the end of
  * the run, for tools with several outputs; dies on a write error. */
 void ssm_cli_close_output(ssm_writer *w);
-/* Closes the output (renaming a file into place) and the registered inputs, then exits 0. */
+/* Closes the output (renaming a file into place), then exits 0. */
 void ssm_cli_finish(ssm_writer *out) __attribute__((noreturn));
 
 /* Reader calls that die with the reader's message on error. */
