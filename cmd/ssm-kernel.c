@@ -338,7 +338,9 @@ static void parse(int argc, char **argv, options *o, int *first) {
     *first = optind;
 }
 
-/* u-like tensors as f64 or f32 copies, per the computing precision */
+/* kept in a global so that an error exit (ssm_die) leaves it reachable, not leaked */
+static ssm_reader *input_reader;
+
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-kernel", usage);
     options o;
@@ -347,7 +349,7 @@ int main(int argc, char **argv) {
     if (ssm_cli.threads > 0) omp_set_num_threads(ssm_cli.threads);
     fft_conv_set_measure(o.measure);
     if (argc - first > 1) ssm_usage_error("at most one input FILE");
-    ssm_reader *in = ssm_cli_open_input(first < argc ? argv[first] : "-");
+    ssm_reader *in = input_reader = ssm_cli_open_input(first < argc ? argv[first] : "-");
     ssm_writer *out = ssm_cli_open_output(ssm_cli.output);
     ssm_tensor_set set;
     ssm_set_init(&set);
@@ -432,74 +434,59 @@ int main(int argc, char **argv) {
                 ssm_require_shape(Dt, 1, (int64_t[]){Hu});
             D = ssm_as_f64(Dt, 1);
         }
-        int64_t nu = batch * Hu * o.L;
-        int conv_dtype = o.dtype ? o.dtype : real_dtype_of(u);   /* y, du follow u */
-        int use32 = conv_dtype == SSM_F32;
-        double *ud = ssm_as_f64(u, 1), *dyd = dy ? ssm_as_f64(dy, 1) : NULL;
-        double *y = ssm_xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1));
-        double *dK = NULL, *dK2 = NULL, *dD = NULL;
-        if (dy) {
-            dK = ssm_xcalloc((size_t)(Hu * o.L > 0 ? Hu * o.L : 1), sizeof(double));
-            dK2 = K2c ? ssm_xcalloc((size_t)(Hu * o.L > 0 ? Hu * o.L : 1), sizeof(double)) : NULL;
-            dD = ssm_xcalloc((size_t)(Hu > 0 ? Hu : 1), sizeof(double));
-        }
-        if (use32) {   /* float32 all the way (what ssm-train runs) */
-            float *u32 = ssm_as_f32(u, 1), *K32 = ssm_xmalloc(sizeof(float) * (size_t)(2 * Hu * o.L + 1));
-            float *K232 = K2c ? K32 + Hu * o.L : NULL, *D32 = ssm_xmalloc(sizeof(float) * (size_t)(Hu + 1));
-            float *y32 = ssm_xmalloc(sizeof(float) * (size_t)(nu + 1));
-            for (int64_t i = 0; i < Hu * o.L; i++) { K32[i] = (float)Kc[i]; if (K232) K232[i] = (float)K2c[i]; }
+        /* y and du are computed straight into the output tensors, in u's precision (float32 is
+         * what ssm-train runs); only the (H, L) kernels and gradients go through double */
+        int conv_dtype = o.dtype ? o.dtype : real_dtype_of(u);
+        int64_t nk = Hu * o.L, dk[2] = {Hu, o.L}, dh[1] = {Hu};
+        ssm_tensor *y = o.apply ? ssm_tensor_new("y", conv_dtype, 3, u->dims) : NULL;
+        ssm_tensor *du = dy ? ssm_tensor_new("du", conv_dtype, 3, u->dims) : NULL;
+        double *dK = dy ? ssm_xcalloc((size_t)(2 * nk + 1), sizeof(double)) : NULL;   /* dK, then dK2 */
+        double *dD = dy ? ssm_xcalloc((size_t)(Hu + 1), sizeof(double)) : NULL;
+        if (conv_dtype == SSM_F32) {
+            float *u32 = u->dtype == SSM_F32 ? u->data : ssm_as_f32(u, 1);
+            float *dy32 = !dy ? NULL : dy->dtype == SSM_F32 ? dy->data : ssm_as_f32(dy, 1);
+            float *K32 = ssm_xmalloc(sizeof(float) * (size_t)(2 * nk + 1)), *D32 = ssm_xmalloc(sizeof(float) * (size_t)(Hu + 1));
+            float *K232 = K2c ? K32 + nk : NULL;
+            for (int64_t i = 0; i < nk; i++) { K32[i] = (float)Kc[i]; if (K232) K232[i] = (float)K2c[i]; }
             for (int64_t h = 0; h < Hu; h++) D32[h] = D ? (float)D[h] : 0;
-            if (o.apply) {
-                fft_conv_forward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, y32);
-                for (int64_t i = 0; i < nu; i++) y[i] = y32[i];
-            }
+            if (y) fft_conv_forward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, y->data);
             if (dy) {
-                float *dy32 = ssm_as_f32(dy, 1), *du32 = y32, *dK32 = ssm_xmalloc(sizeof(float) * (size_t)(2 * Hu * o.L + 1));
-                float *dD32 = ssm_xmalloc(sizeof(float) * (size_t)(Hu + 1));
-                if (o.apply) du32 = ssm_xmalloc(sizeof(float) * (size_t)(nu + 1));
-                fft_conv_backward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, dy32, du32, dK32,
-                                      K232 ? dK32 + Hu * o.L : NULL, dD32);
-                for (int64_t i = 0; i < nu; i++) dyd[i] = du32[i];   /* dyd now holds du */
-                for (int64_t i = 0; i < Hu * o.L; i++) { dK[i] = dK32[i]; if (dK2) dK2[i] = dK32[Hu * o.L + i]; }
-                for (int64_t h = 0; h < Hu; h++) dD[h] = dD32[h];
-                if (du32 != y32) free(du32);
-                free(dy32); free(dK32); free(dD32);
+                float *g = ssm_xmalloc(sizeof(float) * (size_t)(2 * nk + Hu + 1));
+                fft_conv_backward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, dy32, du->data, g,
+                                      K232 ? g + nk : NULL, g + 2 * nk);
+                for (int64_t i = 0; i < nk; i++) { dK[i] = g[i]; if (K232) dK[nk + i] = g[nk + i]; }
+                for (int64_t h = 0; h < Hu; h++) dD[h] = g[2 * nk + h];
+                free(g);
             }
-            free(u32); free(K32); free(D32); free(y32);
+            if (u32 != u->data) free(u32);
+            if (dy && dy32 != dy->data) free(dy32);
+            free(K32); free(D32);
         } else {
-            if (o.apply) fft_conv_forward(batch, Hu, o.L, ud, Kc, K2c, D, y);
-            if (dy) {
-                double *du = ssm_xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1));
-                fft_conv_backward(batch, Hu, o.L, ud, Kc, K2c, D, dyd, du, dK, dK2, dD);
-                memcpy(dyd, du, sizeof(double) * (size_t)nu);
-                free(du);
-            }
+            double *ud = u->dtype == SSM_F64 ? u->data : ssm_as_f64(u, 1);
+            double *dyd = !dy ? NULL : dy->dtype == SSM_F64 ? dy->data : ssm_as_f64(dy, 1);
+            if (y) fft_conv_forward(batch, Hu, o.L, ud, Kc, K2c, D, y->data);
+            if (dy) fft_conv_backward(batch, Hu, o.L, ud, Kc, K2c, D, dyd, du->data, dK, K2c ? dK + nk : NULL, dD);
+            if (ud != u->data) free(ud);
+            if (dy && dyd != dy->data) free(dyd);
         }
-        int64_t dk[2] = {Hu, o.L}, dh[1] = {Hu};
-        if (o.apply) {
-            ssm_tensor *t = make_tensor("y", conv_dtype, 3, u->dims, y, u);
-            if (o.bidirectional) ssm_tensor_set_attr(t, "bidirectional", "1");
-            ssm_set_put(&outs, t);
+        if (y) {
+            ssm_tensor_copy_attrs(y, u);
+            if (o.bidirectional) ssm_tensor_set_attr(y, "bidirectional", "1");
+            if (ssm_tensor_count_nonfinite(y)) ssm_die("tensor 'y': the convolution is not finite (NaN or Inf in u?)");
+            ssm_set_put(&outs, y);
         }
         if (dy) {
-            ssm_set_put(&outs, make_tensor("du", conv_dtype, 3, u->dims, dyd, u));
-            ssm_set_put(&outs, make_tensor("dK", real_dtype, 2, dk, dK, NULL));
-            if (dK2) ssm_set_put(&outs, make_tensor("dK2", real_dtype, 2, dk, dK2, NULL));
-            if (D) ssm_set_put(&outs, make_tensor("dD", real_dtype, 1, dh, dD, Dt));
+            if (ssm_tensor_count_nonfinite(du)) ssm_die("tensor 'du': not finite (NaN or Inf in dy?)");
+            ssm_tensor_copy_attrs(du, u);
+            ssm_set_put(&outs, du);
+            ssm_set_put(&outs, make_tensor("dK", conv_dtype, 2, dk, dK, NULL));
+            if (K2c) ssm_set_put(&outs, make_tensor("dK2", conv_dtype, 2, dk, dK + nk, NULL));
+            if (D) ssm_set_put(&outs, make_tensor("dD", conv_dtype, 1, dh, dD, Dt));
+            /* the kernel gradient flows on to the SSM parameters when the SSM is on the stream
+             * (bidirectional: its 2H channels take dK then dK2, contiguous in dK) */
+            if (s.form != FORM_NONE && !Kin) s4d_backward(&s, &o, dK, &outs);
         }
-        /* the kernel gradient flows on to the SSM parameters when the SSM is on the stream */
-        if (dy && o.backward && s.form != FORM_NONE && !Kin) {
-            if (o.bidirectional) {   /* 2H channels: dK then dK2 */
-                double *both = ssm_xmalloc(sizeof(double) * (size_t)(2 * Hu * o.L));
-                memcpy(both, dK, sizeof(double) * (size_t)(Hu * o.L));
-                memcpy(both + Hu * o.L, dK2, sizeof(double) * (size_t)(Hu * o.L));
-                s4d_backward(&s, &o, both, &outs);
-                free(both);
-            } else {
-                s4d_backward(&s, &o, dK, &outs);
-            }
-        }
-        free(K2own); free(D); free(ud); free(dyd); free(y); free(dK); free(dK2); free(dD);
+        free(K2own); free(D); free(dK); free(dD);
     } else if (o.backward) {
         if (s.form == FORM_NONE) ssm_die("missing tensors: --backward with dK needs the SSM (A, B, C, dt of the diagonal form)");
         require_float(dKin, 0);
@@ -517,5 +504,7 @@ int main(int argc, char **argv) {
     free(s.dt_eff);
     ssm_set_free(&set);
     ssm_set_free(&outs);
+    ssm_reader_close(in);
+    input_reader = NULL;
     ssm_cli_finish(out);
 }
