@@ -32,6 +32,8 @@ static const char *usage =
     "                      (complex diagonal ZOH form) and du, dK, dK2, dD (convolution)\n"
     "      --dtype T       f32 | f64 for the tensors written (default: that of the input)\n"
     "      --measure       plan the FFTs with FFTW_MEASURE (slower start, faster transforms)\n"
+    "      --layer PREFIX  the SSM is a checkpoint's S4D layer: PREFIX.{log_dt, A_real_log, A_imag,\n"
+    "                      B, C, D} (e.g. layers.0.ssm)\n"
     "\n"
     "Common options:\n"
     "  -o, --output FILE   write the stream to FILE (default stdout; '-' is stdout)\n"
@@ -51,16 +53,80 @@ typedef struct {
     int method, apply, bidirectional, backward, dtype, measure;
     double dt, rate;
     int have_dt, have_rate;
+    const char *layer;       /* --layer PREFIX: an S4D layer of a checkpoint */
 } options;
 
 /* The names this tool reads; every other tensor passes through as it arrives. */
 static const char *const wanted_names[] = {"A", "B", "C", "D", "Abar", "Bbar", "Lambda", "P", "dt",
                                            "u", "K", "K2", "dK", "dy", NULL};
-static int want(const char *name, void *ctx) {
-    (void)ctx;
-    for (int i = 0; wanted_names[i]; i++)
-        if (strcmp(name, wanted_names[i]) == 0) return 1;
+static int real_dtype_of(const ssm_tensor *t);
+static void require_float(const ssm_tensor *t, int want_complex);
+static ssm_tensor *make_tensor(const char *name, int dtype, int rank, const int64_t *dims,
+                               const double *values, const ssm_tensor *attrs_from);
+static int complex_of(int real_dtype);
+
+static const char *const layer_names[] = {"log_dt", "A_real_log", "A_imag", "B", "C", "D", NULL};
+static const char *const conv_names[] = {"u", "K", "K2", "dK", "dy", NULL};
+static int in_list(const char *name, const char *const *list) {
+    for (int i = 0; list[i]; i++)
+        if (strcmp(name, list[i]) == 0) return 1;
     return 0;
+}
+static int want(const char *name, void *ctx) {
+    const options *o = ctx;
+    if (!o->layer) return in_list(name, wanted_names);
+    size_t n = strlen(o->layer);
+    if (strncmp(name, o->layer, n) == 0 && name[n] == '.' && in_list(name + n + 1, layer_names)) return 1;
+    return in_list(name, conv_names);
+}
+
+/* A checkpoint's S4D layer PREFIX.{log_dt (H), A_real_log, A_imag (H, M), B, C (H, M) complex or
+ * (H, M, 2) real, D (H)} as the complex diagonal form in continuous time: A = -exp(A_real_log) +
+ * i A_imag, dt = exp(log_dt), method zoh (S4D's), into `lset` under the usual names. */
+static void layer_to_diag(const ssm_tensor_set *set, const char *prefix, ssm_tensor_set *lset) {
+    char name[512];
+    ssm_tensor *t[6];
+    for (int i = 0; i < 6; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, layer_names[i]);
+        t[i] = ssm_set_get(set, name);
+        if (!t[i] && i < 5) ssm_die("missing tensor '%s' (--layer %s: an S4D layer)", name, prefix);
+    }
+    ssm_tensor *ld = t[0], *ar = t[1], *ai = t[2];
+    require_float(ld, 0); require_float(ar, 0); require_float(ai, 0);
+    ssm_require_shape(ld, 1, (int64_t[]){-1});
+    int64_t H = ld->dims[0];
+    ssm_require_shape(ar, 2, (int64_t[]){H, -1});
+    int64_t M = ar->dims[1], hm[2] = {H, M}, h1[1] = {H};
+    ssm_require_shape(ai, 2, hm);
+    int rd = real_dtype_of(t[4]);
+    double *a = ssm_as_f64(ar, 1), *b = ssm_as_f64(ai, 1), *d = ssm_as_f64(ld, 1);
+    double *A = ssm_xmalloc(sizeof(double) * (size_t)(2 * H * M + 1));
+    for (int64_t i = 0; i < H * M; i++) { A[2 * i] = -exp(a[i]); A[2 * i + 1] = b[i]; }
+    for (int64_t h = 0; h < H; h++) d[h] = exp(d[h]);
+    const char *names2[] = {"B", "C"};
+    for (int k = 0; k < 2; k++) {   /* complex (H, M), or real (H, M, 2) pairs */
+        ssm_tensor *x = t[3 + k];
+        double *v;
+        if (ssm_dtype_is_complex(x->dtype)) { ssm_require_shape(x, 2, hm); v = ssm_as_c128(x, 1); }
+        else { require_float(x, 0); ssm_require_shape(x, 3, (int64_t[]){H, M, 2}); v = ssm_as_f64(x, 1); }
+        ssm_set_put(lset, make_tensor(names2[k], complex_of(rd), 2, hm, v, NULL));
+        free(v);
+    }
+    ssm_set_put(lset, make_tensor("A", complex_of(rd), 2, hm, A, NULL));
+    ssm_set_put(lset, make_tensor("dt", rd, 1, h1, d, NULL));
+    if (t[5]) {
+        require_float(t[5], 0);
+        double *D = ssm_as_f64(t[5], 1);
+        ssm_set_put(lset, make_tensor("D", real_dtype_of(t[5]), t[5]->rank, t[5]->dims, D, NULL));
+        free(D);
+    }
+    for (int i = 0; i < lset->n; i++) {
+        ssm_tensor_set_attr(lset->items[i], "form", "diag");
+        ssm_tensor_set_attr(lset->items[i], "method", "zoh");
+        ssm_tensor_set_attr(lset->items[i], "init", prefix);
+        if (ssm_dtype_is_complex(lset->items[i]->dtype)) ssm_tensor_set_attr(lset->items[i], "conj", "half");
+    }
+    free(a); free(b); free(d); free(A);
 }
 
 /* ---- the SSM on the stream ---------------------------------------------------------------- */
@@ -292,11 +358,19 @@ static void s4d_backward(ssm_input *s, const options *o, const double *dK, ssm_t
     ssm_set_put(out, make_tensor("dA", complex_of(rd), 2, d2, dA, s->A));
     ssm_set_put(out, make_tensor("dB", complex_of(rd), 2, d2, dB, s->B));
     ssm_set_put(out, make_tensor("dC", complex_of(rd), 2, d2, dC, s->C));
+    if (o->layer) {   /* the checkpoint's own parameters: A = -exp(A_real_log) + i A_imag */
+        double *a = ssm_as_c128(s->A, 0), *dr = ssm_xmalloc(sizeof(double) * (size_t)(H * M + 1));
+        double *di = ssm_xmalloc(sizeof(double) * (size_t)(H * M + 1));
+        for (int64_t i = 0; i < H * M; i++) { dr[i] = dA[2 * i] * a[2 * i]; di[i] = dA[2 * i + 1]; }
+        ssm_set_put(out, make_tensor("dA_real_log", rd, 2, d2, dr, NULL));
+        ssm_set_put(out, make_tensor("dA_imag", rd, 2, d2, di, NULL));
+        free(a); free(dr); free(di);
+    }
     free(dt); free(A); free(B); free(C); free(ld); free(dld); free(dA); free(dB); free(dC);
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
-enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_RATE, OPT_APPLY, OPT_BIDIR, OPT_BACKWARD, OPT_DTYPE, OPT_MEASURE };
+enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_RATE, OPT_APPLY, OPT_BIDIR, OPT_BACKWARD, OPT_DTYPE, OPT_MEASURE, OPT_LAYER };
 
 static void parse(int argc, char **argv, options *o, int *first) {
     static struct option opts[] = {
@@ -305,7 +379,7 @@ static void parse(int argc, char **argv, options *o, int *first) {
         {"dt", required_argument, 0, OPT_DT},    {"rate", required_argument, 0, OPT_RATE},
         {"apply", no_argument, 0, OPT_APPLY},    {"bidirectional", no_argument, 0, OPT_BIDIR},
         {"backward", no_argument, 0, OPT_BACKWARD}, {"dtype", required_argument, 0, OPT_DTYPE},
-        {"measure", no_argument, 0, OPT_MEASURE}, {0, 0, 0, 0}};
+        {"measure", no_argument, 0, OPT_MEASURE}, {"layer", required_argument, 0, OPT_LAYER}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->L = -1;
     int c;
@@ -331,6 +405,10 @@ static void parse(int argc, char **argv, options *o, int *first) {
             else ssm_usage_error("--dtype: expected f32 or f64, got '%s'", optarg);
             break;
         case OPT_MEASURE: o->measure = 1; break;
+        case OPT_LAYER:
+            if (!*optarg || strlen(optarg) > 400) ssm_usage_error("--layer: expected a tensor name prefix such as layers.0.ssm");
+            o->layer = optarg;
+            break;
         default: ssm_usage_error("unknown option");
         }
     }
@@ -353,10 +431,18 @@ int main(int argc, char **argv) {
     ssm_writer *out = ssm_cli_open_output(ssm_cli.output);
     ssm_tensor_set set;
     ssm_set_init(&set);
-    ssm_collect_or_pass(in, out, want, NULL, &set);
+    ssm_collect_or_pass(in, out, want, &o, &set);
+    /* the SSM's tensors: the stream's, or a checkpoint layer's under the usual names (those are
+     * not written out; the layer's own tensors pass back unchanged) */
+    ssm_tensor_set lset, *params = &set;
+    ssm_set_init(&lset);
+    if (o.layer) {
+        layer_to_diag(&set, o.layer, &lset);
+        params = &lset;
+    }
 
     ssm_input s;
-    read_ssm(&set, &s);
+    read_ssm(params, &s);
     ssm_tensor *u = ssm_set_get(&set, "u"), *dy = ssm_set_get(&set, "dy");
     ssm_tensor *Kin = ssm_set_get(&set, "K"), *K2in = ssm_set_get(&set, "K2"), *dKin = ssm_set_get(&set, "dK");
     int conv = o.apply || (o.backward && dy);
@@ -386,7 +472,7 @@ int main(int argc, char **argv) {
     int64_t HK = 0;
     int method_used = -1;
     if (s.form != FORM_NONE && !(Kin && (o.apply || o.backward))) {
-        K = compute_kernel(&s, &o, &set, &method_used);
+        K = compute_kernel(&s, &o, params, &method_used);
         HK = s.H;
         int64_t dk[2] = {HK, o.L};
         ssm_tensor *t = make_tensor("K", real_dtype, 2, dk, K, NULL);
@@ -426,7 +512,7 @@ int main(int argc, char **argv) {
         } else if (HK != Hu) {
             ssm_die("tensor 'u': %lld channels, but the kernel has %lld", (long long)Hu, (long long)HK);
         }
-        ssm_tensor *Dt = ssm_set_get(&set, "D");
+        ssm_tensor *Dt = ssm_set_get(params, "D");
         double *D = NULL;
         if (Dt) {   /* (H); a 2H-channel bidirectional SSM may carry (2H): its first H are used */
             require_float(Dt, 0);
@@ -503,6 +589,7 @@ int main(int argc, char **argv) {
     free(K);
     free(s.dt_eff);
     ssm_set_free(&set);
+    ssm_set_free(&lset);
     ssm_set_free(&outs);
     ssm_reader_close(in);
     input_reader = NULL;

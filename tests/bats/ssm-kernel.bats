@@ -196,3 +196,23 @@ PY
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'dK'"* ]]
 }
+
+@test "--layer: a checkpoint's S4D layer gives the kernel of the same diagonal system" {
+    L="layers.0.ssm"
+    python3 "$MK" $L.log_dt:f64:1:list=-3 $L.A_real_log:f64:1x2:list=-0.6931471805599453,0 \
+        $L.A_imag:f64:1x2:list=0,3.14 $L.B:c128:1x2:list=1,0,1,0 $L.C:c128:1x2:list=0.5,0.2,-0.3,0.1 \
+        $L.D:f64:1:list=0.7 > "$TMP/layer"
+    ssm-kernel --layer $L -L 500 "$TMP/layer" > "$TMP/a"
+    python3 "$MK" A:c128:1x2:list=-0.5,0,-1,3.14:form=diag,method=zoh B:c128:1x2:list=1,0,1,0 \
+        C:c128:1x2:list=0.5,0.2,-0.3,0.1 dt:f64:1:list=0.049787068367863944 | ssm-kernel -L 500 > "$TMP/b"
+    [ -n "$(stats "$TMP/a" K)" ]
+    [ "$(stats "$TMP/a" K)" = "$(stats "$TMP/b" K)" ]
+    # the layer's tensors pass back unchanged, no stray A/B/C/dt appear
+    ssm-tensor info "$TMP/a" | grep -q "^$L.A_imag "
+    ! ssm-tensor info "$TMP/a" | grep -q '^A '
+    { cat "$TMP/layer"; python3 "$MK" dK:f64:1x500:randn; } | ssm-kernel --layer $L --backward > "$TMP/g"
+    for t in dlog_dt dA dB dC dA_real_log dA_imag; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
+    run sh -c "ssm-tensor cat '$TMP/layer' | ssm-kernel --layer layers.1.ssm -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'layers.1.ssm.log_dt'"* ]]
+}
