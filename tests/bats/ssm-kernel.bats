@@ -50,12 +50,31 @@ stats() {
     [ "$a" = "$b" ]
 }
 
-@test "every HiPPO init: dplr and dense agree from the shell (N 32, L 777)" {
+# same_k A B TOL: ||K_A - K_B|| / ||K_B|| < TOL, elementwise through ssmstream.py
+same_k() {
+    python3 - "$1" "$2" "$3" "$BATS_TEST_DIRNAME" <<'PY'
+import math, sys
+sys.path.insert(0, sys.argv[4])
+from ssmstream import read_stream
+a = read_stream(open(sys.argv[1], "rb").read())["K"][3]
+b = read_stream(open(sys.argv[2], "rb").read())["K"][3]
+assert len(a) == len(b) > 0
+err = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / sum(y * y for y in b))
+print("relative error", err)
+sys.exit(0 if err < float(sys.argv[3]) else 1)
+PY
+}
+
+@test "every HiPPO init: dplr (cauchy) and dense (naive) of the same seed agree elementwise" {
     for init in legs legt lagt fout; do
-        a=$(ssm-discretize --init $init -N 32 --form dplr --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
-        b=$(ssm-discretize --init $init -N 32 -m bilinear --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
-        echo "$init: $a | $b"
-        [ "$a" = "$b" ]
+        for dt in 0.001 0.1; do
+            ssm-discretize --init $init -N 64 -H 2 --form dplr --dt $dt --dtype f64 --seed 7 | ssm-kernel -L 1000 > "$TMP/a"
+            ssm-discretize --init $init -N 64 -H 2 -m bilinear --dt $dt --dtype f64 --seed 7 | ssm-kernel -L 1000 > "$TMP/b"
+            same_k "$TMP/a" "$TMP/b" 1e-9
+            ssm-discretize --init $init -N 64 -H 2 --form dplr --dt $dt --seed 7 | ssm-kernel -L 1000 > "$TMP/a"
+            ssm-discretize --init $init -N 64 -H 2 -m bilinear --dt $dt --seed 7 | ssm-kernel -L 1000 > "$TMP/b"
+            same_k "$TMP/a" "$TMP/b" 1e-4
+        done
     done
 }
 
