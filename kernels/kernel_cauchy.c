@@ -7,9 +7,9 @@
  * [x; conj(x)], so every full inner product is a half sum plus its conjugate term.
  *
  * Per channel:
- *  1. Ctilde = C (I - Abar^L).  The row vector C Abar^L is advanced L times by the O(M R) step
- *     c <- c M1^{-1} M2 with M1 = I - dt/2 A, M2 = I + dt/2 A (Woodbury for M1^{-1}: the R x R
- *     matrix S = 2/dt I + P^* D1^{-1} P is real, see below).  O(M R L) time, O(M) memory.
+ *  1. Ctilde = C (I - Abar^L).  The row vector C Abar^L is advanced L times by c <- c Abar, with
+ *     Abar = M1^{-1} M2 (M1 = I - dt/2 A, M2 = I + dt/2 A) multiplied out by Woodbury into a
+ *     diagonal plus a rank-R term (see ctilde): O(M R) per step, O(M R L) time, O(M) memory.
  *  2. w_k = exp(-2 pi i k / L), k = 0..L/2;  z_k = (2/dt)(1 - w)/(1 + w) = (2i/dt) tan(pi k / L)
  *     (purely imaginary, computed from the half angle, no cancellation) and 2/(1 + w) =
  *     exp(i pi k / L) / cos(pi k / L).  At w = -1 (k = L/2, L even) the limit is exact:
