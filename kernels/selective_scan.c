@@ -357,6 +357,38 @@ VECTOR_CLONES static void chunk_gate_backward(float *restrict dyp, float *restri
     }
 }
 
+/* GCC vector extensions (lowered to the target's shuffles in each compiled variant). */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+
+/* Transposes a 16 x 16 tile: row i of src (16 floats at src + i * ss) becomes column i of dst
+ * (row j at dst + j * ds).  Four stages; stage s swaps bit s of the row and the column index
+ * between rows i and i + 2^s, two two-source shuffles per pair of rows. */
+VECTOR_CLONES static void transpose16(const float *restrict src, int64_t ss, float *restrict dst, int64_t ds) {
+    v16sf r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) memcpy(&r[i], src + i * ss, sizeof r[i]);
+#define STAGE(h, lo, hi)                                                              \
+    _Pragma("GCC unroll 16")                                                          \
+    for (int i = 0; i < 16; i++)                                                      \
+        if (!(i & (h))) {                                                             \
+            v16sf a = r[i], b = r[i + (h)];                                           \
+            r[i] = __builtin_shuffle(a, b, (v16si)lo);                                \
+            r[i + (h)] = __builtin_shuffle(a, b, (v16si)hi);                          \
+        }
+    STAGE(1, ((v16si){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+          ((v16si){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+    STAGE(2, ((v16si){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+          ((v16si){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    STAGE(4, ((v16si){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+          ((v16si){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    STAGE(8, ((v16si){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+          ((v16si){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+#undef STAGE
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) memcpy(dst + j * ds, &r[j], sizeof r[j]);
+}
+
 /* Gathers lanes [0, nd) of an x-shaped tensor at (b, t0 .. t0 + tn) into (tn, LANES); 0 beyond.
  * Channel-contiguous (bld) tensors are read a row at a time, time-contiguous (bdl) a lane at a time. */
 static void gather_lanes(const ssm_scan_params *p, const float *src, float *restrict dst, int64_t b,
@@ -371,9 +403,12 @@ static void gather_lanes(const ssm_scan_params *p, const float *src, float *rest
     } else if (sc == 1) {
         for (int t = 0; t < tn; t++) memcpy(dst + t * LANES, s + t * st, (size_t)nd * sizeof(float));
     } else {
+        int t = 0;
+        if (st == 1 && nd == LANES)   /* time-contiguous (bdl): 16 x 16 tiles transposed */
+            for (; t + 16 <= tn; t += 16) transpose16(s + t, sc, dst + t * LANES, LANES);
         for (int l = 0; l < nd; l++) {
             const float *sl = s + l * sc;
-            for (int t = 0; t < tn; t++) dst[t * LANES + l] = sl[t * st];
+            for (int tt = t; tt < tn; tt++) dst[tt * LANES + l] = sl[tt * st];
         }
     }
 }
@@ -386,9 +421,12 @@ static void scatter_lanes(const ssm_scan_params *p, const float *restrict src, f
     } else if (sc == 1) {
         for (int t = 0; t < tn; t++) memcpy(d + t * st, src + t * LANES, (size_t)nd * sizeof(float));
     } else {
+        int t = 0;
+        if (st == 1 && nd == LANES)
+            for (; t + 16 <= tn; t += 16) transpose16(src + t * LANES, LANES, d + t, sc);
         for (int l = 0; l < nd; l++) {
             float *dl = d + l * sc;
-            for (int t = 0; t < tn; t++) dl[t * st] = src[t * LANES + l];
+            for (int tt = t; tt < tn; tt++) dl[tt * st] = src[tt * LANES + l];
         }
     }
 }
@@ -588,8 +626,6 @@ typedef struct {
  * a time by a transposing tree (GCC vector extensions, lowered to the target's shuffles): 15 adds
  * and 30 two-source shuffles give 16 sums, against ~15 operations for each sum on its own.  (A
  * horizontal sum per k in the scan's inner loop would be compiled to a scalar loop.) */
-typedef float v16sf __attribute__((vector_size(64)));
-typedef int32_t v16si __attribute__((vector_size(64)));
 #define FOLD(a, b, ma, mb) (__builtin_shuffle((a), (b), (ma)) + __builtin_shuffle((a), (b), (mb)))
 static inline __attribute__((always_inline)) void add_row_sums16(const float *m, float *sums) {
     const v16si m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
