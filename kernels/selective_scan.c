@@ -291,11 +291,18 @@ static void store_state(const scan_plan *s, const workspace *w, int64_t b, int64
  * dt, dt = softplus(delta + bias) or delta + bias; dtu = dt u; dspd = d dt / d raw. */
 VECTOR_CLONES static void chunk_steps(float *restrict dt, float *restrict dtu, float *restrict dspd,
                                       const float *restrict u, const float *restrict bias, int tn,
-                                      int softplus) {
+                                      int softplus, int need_dspd) {
     for (int t = 0; t < tn; t++) {
         float *restrict d = dt + t * LANES, *restrict du = dtu + t * LANES, *restrict sp = dspd + t * LANES;
         const float *restrict ut = u + t * LANES;
-        if (softplus) {
+        if (softplus && !need_dspd) {   /* the forward needs no derivative */
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float v = softplus_approx(d[l] + bias[l]);
+                d[l] = v;
+                du[l] = v * ut[l];
+            }
+        } else if (softplus) {
 #pragma omp simd
             for (int l = 0; l < LANES; l++) {
                 float raw = d[l] + bias[l];
@@ -432,14 +439,15 @@ static void scatter_lanes(const ssm_scan_params *p, const float *restrict src, f
 }
 
 /* Packs time steps [t0, t0 + tn) of block (b, d0): steps, u, z, resets. */
-static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd, int64_t t0, int tn) {
+static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd, int64_t t0, int tn,
+                       int need_dspd) {
     const ssm_scan_params *p = s->p;
     gather_lanes(p, p->delta, w->dt, b, d0, nd, t0, tn);
     gather_lanes(p, p->u, w->u, b, d0, nd, t0, tn);
     if (p->z) gather_lanes(p, p->z, w->z, b, d0, nd, t0, tn);
     float bias[LANES] = {0};
     if (p->delta_bias) for (int l = 0; l < nd; l++) bias[l] = p->delta_bias[d0 + l];
-    chunk_steps(w->dt, w->dtu, w->dspd, w->u, bias, tn, p->softplus);
+    chunk_steps(w->dt, w->dtu, w->dspd, w->u, bias, tn, p->softplus, need_dspd);
     for (int t = 0; t < tn; t++) {
         int64_t tt = t0 + t;
         w->reset[t] = p->seq_idx && tt > 0 && p->seq_idx[b * p->L + tt] != p->seq_idx[b * p->L + tt - 1];
@@ -602,7 +610,7 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
             if (p->D_skip) for (int l = 0; l < nd; l++) dskip[l] = p->D_skip[d0 + l];
             for (int64_t t0 = 0; t0 < p->L; t0 += s.chunk) {
                 int tn = (int)(p->L - t0 < s.chunk ? p->L - t0 : s.chunk);
-                pack_steps(&s, &w, b, d0, nd, t0, tn);
+                pack_steps(&s, &w, b, d0, nd, t0, tn, 0);
                 pack_bc(&s, &w, b, g, t0, tn);
                 chunk_forward(&s, &w, tn, w.ypre, NULL, NULL);
                 /* out = (y + D u) * silu(z), scattered back through the strides */
@@ -827,7 +835,7 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
                 memcpy(w.ckr + c * NW, w.xr, (size_t)NW * sizeof(float));
                 if (cplx) memcpy(w.cki + c * NW, w.xi, (size_t)NW * sizeof(float));
                 ws_view_chunk(&w, c);
-                pack_steps(&s, &w, b, d0, nd, t0, tn);
+                pack_steps(&s, &w, b, d0, nd, t0, tn, 1);
                 pack_bc(&s, &w, b, g, t0, tn);
                 chunk_forward(&s, &w, tn, NULL, NULL, NULL);
             }
