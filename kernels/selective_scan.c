@@ -12,10 +12,13 @@
  *     the layout (bld, bdl or any strides), into (CHUNK, LANES) arrays, then the recurrence runs on
  *     the packed arrays, then y is gated and scattered back.
  *   - The backward stores the state at the start of every chunk (forward pass), then walks the
- *     chunks in reverse, recomputing the chunk's CHUNK states from its checkpoint and propagating
- *     g = dL/dx backward through them.  Memory: per thread (L / CHUNK + CHUNK + 1) * N * LANES
- *     floats of states, plus per-thread accumulators of the reduced gradients (dA, dD,
- *     ddelta_bias, dB, dC), summed at the end; nothing of size batch x L x D x N.
+ *     chunks in reverse, recomputing the chunk's CHUNK states (and their decays) from its
+ *     checkpoint and propagating g = dL/dx backward through them.  Memory per thread:
+ *     (L / CHUNK + 2 CHUNK + 1) * N * LANES floats of states and decays, 5 L * LANES floats of
+ *     packed steps; nothing of size batch x L x D x N.  Sums over channels and batch (dA, dD,
+ *     ddelta_bias, dB, dC) go through per-work-item partials summed in a fixed order, so the
+ *     gradients are the same bits whatever the thread count (selective dB, dC: one (L, N) slab
+ *     per work item, at most batch * G * 16 of them).
  * exp is a float polynomial (exp_approx) that the compiler vectorizes with the lanes loop.
  */
 #include <math.h>
@@ -625,10 +628,6 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
 
 /* ---- backward ------------------------------------------------------------------------------------ */
 
-/* Reduced gradients, accumulated per thread and summed at the end. */
-typedef struct {
-    float *dA, *dB, *dC, *dD, *dbias;
-} reduced_grads;
 
 /* sums[k] += the sum of the LANES values of v[k], k < count; v is (count, LANES).  Sixteen rows at
  * a time by a transposing tree (GCC vector extensions, lowered to the target's shuffles): 15 adds
@@ -792,172 +791,208 @@ static void chunk_backward_complex(workspace *w, int selective, int tn, const fl
     }
 }
 
+/* Where one work item of the backward puts what is summed over work items: per batch element
+ * (batch, D, N) for dA and time-invariant dB, dC, (batch, D) for dD and ddelta_bias, and for
+ * selective dB, dC one (L, N) slab per work item.  Every entry is written by one work item, and
+ * the sums over them run in a fixed order afterwards: the gradients do not depend on the number
+ * of threads or on which thread ran what. */
+typedef struct {
+    float *dA, *dB, *dC, *dD, *dbias;     /* (batch, D, N [, 2]), (batch, D) */
+    float *sB, *sC;                       /* selective: (items, L, N [, 2]) */
+} partial_grads;
+
+/* The backward of one block of channels (b, g, d0 .. d0 + nd - 1).  Selective dB, dC are added
+ * into sB, sC, (L, N [, 2]); everything else is written. */
+static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t d0, int nd,
+                           const float *dy, const float *dh_out, const ssm_scan_grads *gr,
+                           const partial_grads *pg, float *sB, float *sC, float *dBs, float *dCs) {
+    const ssm_scan_params *p = s->p;
+    const int64_t N = p->N, D = p->D, L = p->L, T = s->chunk, NW = N * LANES;
+    const int cf = s->cf, cplx = p->complex_A, selective = p->G != 0;
+    const int64_t nck = (L + T - 1) / T;
+    load_block_params(s, w, d0, nd);
+    load_state(s, w, b, d0, nd);
+    /* pass 1: the forward, keeping the state at every chunk start and the packed steps */
+    for (int64_t c = 0; c < nck; c++) {
+        int64_t t0 = c * T;
+        int tn = (int)(L - t0 < T ? L - t0 : T);
+        memcpy(w->ckr + c * NW, w->xr, (size_t)NW * sizeof(float));
+        if (cplx) memcpy(w->cki + c * NW, w->xi, (size_t)NW * sizeof(float));
+        ws_view_chunk(w, c);
+        pack_steps(s, w, b, d0, nd, t0, tn, 1);
+        pack_bc(s, w, b, g, t0, tn);
+        chunk_forward(s, w, tn, NULL, NULL, NULL);
+    }
+    /* pass 2: chunks in reverse, g = dL/dx carried backward from dh_out */
+    memset(w->gr, 0, (size_t)NW * sizeof(float));
+    if (cplx) memset(w->gi, 0, (size_t)NW * sizeof(float));
+    if (dh_out)
+        for (int64_t n = 0; n < N; n++)
+            for (int l = 0; l < nd; l++) {
+                int64_t k = ((b * D) + d0 + l) * N + n;
+                if (cplx) { w->gr[n * LANES + l] = dh_out[2 * k]; w->gi[n * LANES + l] = dh_out[2 * k + 1]; }
+                else w->gr[n * LANES + l] = dh_out[k];
+            }
+    memset(w->dAr, 0, (size_t)NW * sizeof(float));
+    memset(w->dBr, 0, (size_t)NW * sizeof(float));
+    memset(w->dCr, 0, (size_t)NW * sizeof(float));
+    if (cplx) {
+        memset(w->dAi, 0, (size_t)NW * sizeof(float));
+        memset(w->dBi, 0, (size_t)NW * sizeof(float));
+        memset(w->dCi, 0, (size_t)NW * sizeof(float));
+    }
+    float dskip[LANES] = {0}, dD_acc[LANES] = {0}, dbias_acc[LANES] = {0};
+    for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
+    for (int64_t c = nck - 1; c >= 0; c--) {
+        int64_t t0 = c * T;
+        int tn = (int)(L - t0 < T ? L - t0 : T);
+        ws_view_chunk(w, c);          /* the steps packed by pass 1 */
+        pack_bc(s, w, b, g, t0, tn);
+        memcpy(w->xr, w->ckr + c * NW, (size_t)NW * sizeof(float));
+        memcpy(w->xsr, w->xr, (size_t)NW * sizeof(float));
+        if (cplx) {
+            memcpy(w->xi, w->cki + c * NW, (size_t)NW * sizeof(float));
+            memcpy(w->xsi, w->xi, (size_t)NW * sizeof(float));
+            chunk_forward(s, w, tn, w->ypre, w->xsr + NW, w->xsi + NW);
+        } else {
+            chunk_recompute_real(w, selective, tn, w->ypre, w->xsr);
+        }
+        /* the gate: out = (ypre + D u) silu(z) */
+        gather_lanes(p, dy, w->dyp, b, d0, nd, t0, tn);
+        chunk_gate_backward(w->dyp, w->out, w->ypre, w->u, p->z ? w->z : NULL, dskip, dD_acc, tn);
+        if (gr->dz) {
+            if (!p->z) memset(w->out, 0, (size_t)(tn * LANES) * sizeof(float));
+            scatter_lanes(p, w->out, gr->dz, b, d0, nd, t0, tn);
+        }
+        if (selective) {
+            memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
+            memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
+        }
+        if (cplx) {
+            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
+        } else {
+            chunk_backward_real(w, selective, tn, dskip);
+            if (selective) {   /* the lanes' shares of dB, dC summed over the block */
+                sum_lanes(w->hb, dBs, tn * N);
+                sum_lanes(w->hc, dCs, tn * N);
+            }
+        }
+        if (gr->du) scatter_lanes(p, w->du, gr->du, b, d0, nd, t0, tn);
+        if (gr->ddelta) scatter_lanes(p, w->ddelta, gr->ddelta, b, d0, nd, t0, tn);
+        for (int t = 0; t < tn; t++)
+            for (int l = 0; l < LANES; l++) dbias_acc[l] += w->ddelta[t * LANES + l];
+        if (selective)
+            for (int64_t i = 0; i < tn * N * cf; i++) {
+                sB[t0 * N * cf + i] += dBs[i];
+                sC[t0 * N * cf + i] += dCs[i];
+            }
+    }
+    /* the block's per-lane accumulators; dh0 */
+    for (int l = 0; l < nd; l++) {
+        pg->dD[b * D + d0 + l] = dD_acc[l];
+        pg->dbias[b * D + d0 + l] = dbias_acc[l];
+        for (int64_t n = 0; n < N; n++) {
+            int64_t o = n * LANES + l, k = (b * D + d0 + l) * N + n;
+            if (!cplx) {
+                pg->dA[k] = w->dAr[o];
+                if (!selective) { pg->dB[k] = w->dBr[o]; pg->dC[k] = w->dCr[o]; }
+                if (gr->dh0) gr->dh0[k] = w->gr[o];
+            } else {
+                pg->dA[2 * k] = w->dAr[o]; pg->dA[2 * k + 1] = w->dAi[o];
+                if (!selective) {
+                    pg->dB[2 * k] = w->dBr[o]; pg->dB[2 * k + 1] = w->dBi[o];
+                    pg->dC[2 * k] = w->dCr[o]; pg->dC[2 * k + 1] = w->dCi[o];
+                }
+                if (gr->dh0) { gr->dh0[2 * k] = w->gr[o]; gr->dh0[2 * k + 1] = w->gi[o]; }
+            }
+        }
+    }
+}
+
+/* Work items of the backward: (b, group, one of at most MAX_BLOCK_RUNS runs of consecutive blocks
+ * of the group).  A fixed cut, whatever the thread count, so that the sums are reproducible. */
+#define MAX_BLOCK_RUNS 16
+
 void selective_scan_backward(const ssm_scan_params *p, const float *dy, const float *dh_out,
                              const ssm_scan_grads *gr) {
     const char *err = selective_scan_check(p);
     if (err) ssm_die("selective_scan_backward: %s", err);
     scan_plan s = make_plan(p);
-    const int64_t N = p->N, D = p->D, L = p->L, T = s.chunk;
-    const int cf = s.cf, cplx = p->complex_A, selective = p->G != 0;
-    /* sizes of the reduced gradients */
-    int64_t nA = D * N * cf;
-    int64_t nBC = selective ? p->batch * L * p->G * N * cf : nA;  /* accumulated as (batch, L, G, N) */
-    int64_t items = p->batch * s.nblocks;
+    const int64_t N = p->N, D = p->D, L = p->L, T = s.chunk, batch = p->batch;
+    const int cf = s.cf, selective = p->G != 0;
+    const int64_t G = p->G ? p->G : 1;
+    const int64_t runs = s.per_group < MAX_BLOCK_RUNS ? s.per_group : MAX_BLOCK_RUNS;
+    const int64_t items = batch * G * runs;
+    partial_grads pg;
+    pg.dA = alloc_floats(batch * D * N * cf);
+    pg.dD = alloc_floats(batch * D);
+    pg.dbias = alloc_floats(batch * D);
+    pg.dB = selective ? NULL : alloc_floats(batch * D * N * cf);
+    pg.dC = selective ? NULL : alloc_floats(batch * D * N * cf);
+    pg.sB = selective ? alloc_floats(items * L * N * cf) : NULL;
+    pg.sC = selective ? alloc_floats(items * L * N * cf) : NULL;
     int nthreads = thread_count(p);
     if (items < nthreads) nthreads = items > 0 ? (int)items : 1;
-    reduced_grads *acc = ssm_xcalloc((size_t)nthreads, sizeof *acc);
-    int64_t nck = (L + T - 1) / T;
 
 #pragma omp parallel num_threads(nthreads)
     {
-        int tid = omp_get_thread_num();
-        reduced_grads *r = &acc[tid];
-        r->dA = alloc_floats(nA);
-        r->dB = alloc_floats(nBC);
-        r->dC = alloc_floats(nBC);
-        r->dD = alloc_floats(D);
-        r->dbias = alloc_floats(D);
         workspace w;
         ws_init(&w, &s, 1);
         float *dBs = alloc_floats(T * N * cf), *dCs = alloc_floats(T * N * cf);
-        const int64_t NW = N * LANES;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < items; item++) {
-            int64_t b = item / s.nblocks, g, d0;
-            int nd;
-            block_of(&s, item % s.nblocks, &g, &d0, &nd);
-            load_block_params(&s, &w, d0, nd);
-            load_state(&s, &w, b, d0, nd);
-            /* pass 1: checkpoints at chunk starts */
-            for (int64_t c = 0; c < nck; c++) {
-                int64_t t0 = c * T;
-                int tn = (int)(L - t0 < T ? L - t0 : T);
-                memcpy(w.ckr + c * NW, w.xr, (size_t)NW * sizeof(float));
-                if (cplx) memcpy(w.cki + c * NW, w.xi, (size_t)NW * sizeof(float));
-                ws_view_chunk(&w, c);
-                pack_steps(&s, &w, b, d0, nd, t0, tn, 1);
-                pack_bc(&s, &w, b, g, t0, tn);
-                chunk_forward(&s, &w, tn, NULL, NULL, NULL);
+            int64_t b = item / (G * runs), g = item / runs % G, run = item % runs;
+            int64_t k0 = run * s.per_group / runs, k1 = (run + 1) * s.per_group / runs;
+            float *sB = selective ? pg.sB + item * L * N * cf : NULL;
+            float *sC = selective ? pg.sC + item * L * N * cf : NULL;
+            for (int64_t k = k0; k < k1; k++) {
+                int64_t gg, d0;
+                int nd;
+                block_of(&s, g * s.per_group + k, &gg, &d0, &nd);
+                block_backward(&s, &w, b, gg, d0, nd, dy, dh_out, gr, &pg, sB, sC, dBs, dCs);
             }
-            /* pass 2: chunks in reverse */
-            memset(w.gr, 0, (size_t)NW * sizeof(float));
-            if (cplx) memset(w.gi, 0, (size_t)NW * sizeof(float));
-            if (dh_out)
-                for (int64_t n = 0; n < N; n++)
-                    for (int l = 0; l < nd; l++) {
-                        int64_t k = ((b * D) + d0 + l) * N + n;
-                        if (cplx) { w.gr[n * LANES + l] = dh_out[2 * k]; w.gi[n * LANES + l] = dh_out[2 * k + 1]; }
-                        else w.gr[n * LANES + l] = dh_out[k];
-                    }
-            memset(w.dAr, 0, (size_t)NW * sizeof(float));
-            memset(w.dBr, 0, (size_t)NW * sizeof(float));
-            memset(w.dCr, 0, (size_t)NW * sizeof(float));
-            if (cplx) {
-                memset(w.dAi, 0, (size_t)NW * sizeof(float));
-                memset(w.dBi, 0, (size_t)NW * sizeof(float));
-                memset(w.dCi, 0, (size_t)NW * sizeof(float));
-            }
-            float dskip[LANES] = {0}, dD_acc[LANES] = {0}, dbias_acc[LANES] = {0};
-            for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
-            for (int64_t c = nck - 1; c >= 0; c--) {
-                int64_t t0 = c * T;
-                int tn = (int)(L - t0 < T ? L - t0 : T);
-                ws_view_chunk(&w, c);          /* the steps packed by pass 1 */
-                pack_bc(&s, &w, b, g, t0, tn);
-                memcpy(w.xr, w.ckr + c * NW, (size_t)NW * sizeof(float));
-                memcpy(w.xsr, w.xr, (size_t)NW * sizeof(float));
-                if (cplx) {
-                    memcpy(w.xi, w.cki + c * NW, (size_t)NW * sizeof(float));
-                    memcpy(w.xsi, w.xi, (size_t)NW * sizeof(float));
-                }
-                if (cplx) chunk_forward(&s, &w, tn, w.ypre, w.xsr + NW, w.xsi + NW);
-                else chunk_recompute_real(&w, selective, tn, w.ypre, w.xsr);
-                /* the gate: out = (ypre + D u) silu(z) */
-                gather_lanes(p, dy, w.dyp, b, d0, nd, t0, tn);
-                chunk_gate_backward(w.dyp, w.out, w.ypre, w.u, p->z ? w.z : NULL, dskip, dD_acc, tn);
-                if (gr->dz) {
-                    if (!p->z) memset(w.out, 0, (size_t)(tn * LANES) * sizeof(float));
-                    scatter_lanes(p, w.out, gr->dz, b, d0, nd, t0, tn);
-                }
-                if (selective) {
-                    memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
-                    memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
-                }
-                if (cplx) chunk_backward_complex(&w, selective, tn, dskip, dBs, dCs);
-                else {
-                    chunk_backward_real(&w, selective, tn, dskip);
-                    if (selective) {   /* the lanes' shares of dB, dC summed over the block */
-                        sum_lanes(w.hb, dBs, tn * N);
-                        sum_lanes(w.hc, dCs, tn * N);
-                    }
-                }
-                if (gr->du) scatter_lanes(p, w.du, gr->du, b, d0, nd, t0, tn);
-                if (gr->ddelta) scatter_lanes(p, w.ddelta, gr->ddelta, b, d0, nd, t0, tn);
-                for (int t = 0; t < tn; t++)
-                    for (int l = 0; l < LANES; l++) dbias_acc[l] += w.ddelta[t * LANES + l];
-                if (selective)
-                    for (int t = 0; t < tn; t++) {
-                        float *rb = r->dB + (((b * L) + t0 + t) * p->G + g) * N * cf;
-                        float *rc = r->dC + (((b * L) + t0 + t) * p->G + g) * N * cf;
-                        for (int64_t n = 0; n < N * cf; n++) {
-                            rb[n] += dBs[t * N * cf + n];
-                            rc[n] += dCs[t * N * cf + n];
-                        }
-                    }
-            }
-            /* per-lane accumulators into the thread's reduced gradients; dh0 */
-            for (int l = 0; l < nd; l++) { r->dD[d0 + l] += dD_acc[l]; r->dbias[d0 + l] += dbias_acc[l]; }
-            for (int l = 0; l < nd; l++)
-                for (int64_t n = 0; n < N; n++) {
-                    int64_t o = n * LANES + l, k = (d0 + l) * N + n;
-                    if (!cplx) {
-                        r->dA[k] += w.dAr[o];
-                        if (!selective) { r->dB[k] += w.dBr[o]; r->dC[k] += w.dCr[o]; }
-                        if (gr->dh0) gr->dh0[(b * D + d0 + l) * N + n] = w.gr[o];
-                    } else {
-                        r->dA[2 * k] += w.dAr[o]; r->dA[2 * k + 1] += w.dAi[o];
-                        if (!selective) {
-                            r->dB[2 * k] += w.dBr[o]; r->dB[2 * k + 1] += w.dBi[o];
-                            r->dC[2 * k] += w.dCr[o]; r->dC[2 * k + 1] += w.dCi[o];
-                        }
-                        if (gr->dh0) {
-                            int64_t h = (b * D + d0 + l) * N + n;
-                            gr->dh0[2 * h] = w.gr[o]; gr->dh0[2 * h + 1] = w.gi[o];
-                        }
-                    }
-                }
         }
         ws_free(&w);
         free(dBs);
         free(dCs);
     }
-    /* sum the per-thread accumulators into the outputs */
-    for (int th = 1; th < nthreads; th++) {
-        for (int64_t i = 0; i < nA; i++) acc[0].dA[i] += acc[th].dA[i];
-        for (int64_t i = 0; i < nBC; i++) { acc[0].dB[i] += acc[th].dB[i]; acc[0].dC[i] += acc[th].dC[i]; }
-        for (int64_t i = 0; i < D; i++) { acc[0].dD[i] += acc[th].dD[i]; acc[0].dbias[i] += acc[th].dbias[i]; }
+    /* the sums over work items, in a fixed order */
+    const int64_t nA = D * N * cf;
+    if (gr->dA)
+        for (int64_t i = 0; i < nA; i++) {
+            float acc = 0;
+            for (int64_t b = 0; b < batch; b++) acc += pg.dA[b * nA + i];
+            gr->dA[i] = acc;
+        }
+    for (int64_t d = 0; d < D; d++) {
+        float aD = 0, ab = 0;
+        for (int64_t b = 0; b < batch; b++) aD += pg.dD[b * D + d], ab += pg.dbias[b * D + d];
+        if (gr->dD_skip) gr->dD_skip[d] = aD;
+        if (gr->ddelta_bias) gr->ddelta_bias[d] = ab;
     }
-    if (gr->dA) memcpy(gr->dA, acc[0].dA, (size_t)nA * sizeof(float));
-    if (gr->dD_skip) memcpy(gr->dD_skip, acc[0].dD, (size_t)D * sizeof(float));
-    if (gr->ddelta_bias) memcpy(gr->ddelta_bias, acc[0].dbias, (size_t)D * sizeof(float));
     if (!selective) {
-        if (gr->dB) memcpy(gr->dB, acc[0].dB, (size_t)nA * sizeof(float));
-        if (gr->dC) memcpy(gr->dC, acc[0].dC, (size_t)nA * sizeof(float));
+        for (int64_t i = 0; i < nA; i++) {
+            float aB = 0, aC = 0;
+            for (int64_t b = 0; b < batch; b++) aB += pg.dB[b * nA + i], aC += pg.dC[b * nA + i];
+            if (gr->dB) gr->dB[i] = aB;
+            if (gr->dC) gr->dC[i] = aC;
+        }
     } else {
-        /* scatter (batch, L, G, N) through bc_strides */
-        for (int64_t b = 0; b < p->batch; b++)
-            for (int64_t t = 0; t < L; t++)
-                for (int64_t g = 0; g < p->G; g++)
-                    for (int64_t n = 0; n < N; n++) {
-                        int64_t k = bc_sel_at(p, b, t, g, n), a = ((b * L + t) * p->G + g) * N + n;
+        /* dB[b, t, g, n] = the sum over the runs of group g, scattered through bc_strides */
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t t = 0; t < L; t++)
+                    for (int64_t n = 0; n < N; n++)
                         for (int c = 0; c < cf; c++) {
-                            if (gr->dB) gr->dB[cf * k + c] = acc[0].dB[cf * a + c];
-                            if (gr->dC) gr->dC[cf * k + c] = acc[0].dC[cf * a + c];
+                            float aB = 0, aC = 0;
+                            for (int64_t r = 0; r < runs; r++) {
+                                int64_t o = (((b * G + g) * runs + r) * L + t) * N * cf + n * cf + c;
+                                aB += pg.sB[o], aC += pg.sC[o];
+                            }
+                            int64_t k = bc_sel_at(p, b, t, g, n);
+                            if (gr->dB) gr->dB[cf * k + c] = aB;
+                            if (gr->dC) gr->dC[cf * k + c] = aC;
                         }
-                    }
     }
-    for (int th = 0; th < nthreads; th++) {
-        free(acc[th].dA); free(acc[th].dB); free(acc[th].dC); free(acc[th].dD); free(acc[th].dbias);
-    }
-    free(acc);
+    free(pg.dA); free(pg.dD); free(pg.dbias); free(pg.dB); free(pg.dC); free(pg.sB); free(pg.sC);
 }

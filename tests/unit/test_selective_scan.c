@@ -10,6 +10,7 @@
  *   - backward: the double reference backward vs central finite differences of this reference
  *     (1e-6) and the float32 backward vs the same finite differences (1e-4), for every input; at
  *     larger sizes (full 16-channel blocks, several chunks) float32 vs the double reference (1e-4);
+ *   - the same bits with 1, 2 or 3 threads (forward and backward);
  *   - the vectorized exp vs libm (1e-6 relative on [-87, 88]) and its underflow / overflow.
  */
 #include "check.h"
@@ -319,6 +320,36 @@ static void check_backward_vs_reference(config c) {
     case_free(s);
 }
 
+/* The results do not depend on the thread count: the same bits with 1, 2 and 3 threads. */
+static void check_thread_invariance(config c) {
+    char what[256];
+    describe(&c, what, sizeof what);
+    scase *s = case_new(c);
+    float *dy = malloc((size_t)s->ny * sizeof(float));
+    for (int64_t i = 0; i < s->ny; i++) dy[i] = (float)randn();
+    float *ref[NIN + 1] = {0}, *got[NIN + 1] = {0};
+    for (int run = 0; run < 3; run++) {
+        float **o = run == 0 ? ref : got;
+        for (int k = 0; k < NIN; k++) o[k] = calloc((size_t)(s->len[k] ? s->len[k] : 1), sizeof(float));
+        o[NIN] = calloc((size_t)s->ny, sizeof(float));
+        s->p.threads = run + 1;
+        ssm_scan_grads g = GRADS_(o);
+        selective_scan_backward(&s->p, dy, NULL, &g);
+        selective_scan_forward(&s->p, o[NIN], NULL);
+        if (run > 0) {
+            for (int k = 0; k < NIN; k++)
+                if (s->len[k])
+                    CHECK(memcmp(ref[k], got[k], (size_t)s->len[k] * sizeof(float)) == 0,
+                          "d%s with %d threads differs from 1 thread: %s", in_names[k], run + 1, what);
+            CHECK(memcmp(ref[NIN], got[NIN], (size_t)s->ny * sizeof(float)) == 0, "y with %d threads: %s", run + 1, what);
+            for (int k = 0; k <= NIN; k++) { free(got[k]); got[k] = NULL; }
+        }
+    }
+    for (int k = 0; k <= NIN; k++) free(ref[k]);
+    free(dy);
+    case_free(s);
+}
+
 /* The vectorized exp against libm's exp in double: relative error below 1e-6 on [-87, 88]. */
 static void check_exp(void) {
     enum { n = 200001 };
@@ -394,6 +425,10 @@ int main(void) {
         c.cplx = 1, c.G = 1, c.L = 70;
         check_backward_vs_reference(c);
     }
+    config det = {3, 100, 70, 16, 1, 0, 1, 1, 1, 1, 1, 0, 0};
+    check_thread_invariance(det);
+    det.G = 0;
+    check_thread_invariance(det);
     check_exp();
     return check_summary("test_selective_scan");
 }
