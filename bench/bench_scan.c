@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "selective_scan.h"
@@ -114,7 +115,13 @@ int main(int argc, char **argv) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 bench/scan_torch.py %d %d %d %d %d 3", BATCH, DM, LL, NS, threads);
     double torch_ms = NAN, torch_cpu_ms = NAN;
-    FILE *pp = getenv("BENCH_SCAN_NO_TORCH") ? NULL : popen(cmd, "r");
+    FILE *pp = NULL;
+    if (getenv("BENCH_SCAN_NO_TORCH")) {
+    } else if (access("bench/scan_torch.py", R_OK) != 0) {
+        fprintf(stderr, "bench_scan: bench/scan_torch.py not found: run from the repository root (make bench)\n");
+    } else {
+        pp = popen(cmd, "r");
+    }
     if (pp) {
         char line[256];
         while (fgets(line, sizeof line, pp)) {

@@ -140,7 +140,10 @@ static scan_plan make_plan(const ssm_scan_params *p) {
     s.Dg = p->D / G;
     s.per_group = (s.Dg + LANES - 1) / LANES;
     s.nblocks = s.per_group * G;
+    /* the backward's chunk buffers are 4 x chunk x N x LANES floats: keep them near 16 MiB for
+     * large N (no limit on N beyond memory) */
     s.chunk = p->chunk > 0 ? p->chunk : DEFAULT_CHUNK;
+    if (p->chunk <= 0 && p->N > 1024) s.chunk = (int)(65536 / p->N > 8 ? 65536 / p->N : 8);
     s.cf = p->complex_A ? 2 : 1;
     return s;
 }

@@ -425,6 +425,8 @@ int main(void) {
         c.cplx = 1, c.G = 1, c.L = 70;
         check_backward_vs_reference(c);
     }
+    config bigN = {1, 130, 3, 1100, 1, 0, 1, 1, 1, 1, 1, 1, 0};   /* N > 1024: a shorter chunk */
+    check_backward_vs_reference(bigN);
     config det = {3, 100, 70, 16, 1, 0, 1, 1, 1, 1, 1, 0, 0};
     check_thread_invariance(det);
     det.G = 0;
