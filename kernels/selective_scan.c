@@ -144,6 +144,7 @@ static scan_plan make_plan(const ssm_scan_params *p) {
      * large N (no limit on N beyond memory) */
     s.chunk = p->chunk > 0 ? p->chunk : DEFAULT_CHUNK;
     if (p->chunk <= 0 && p->N > 1024) s.chunk = (int)(65536 / p->N > 8 ? 65536 / p->N : 8);
+    if (p->L > 0 && s.chunk > p->L) s.chunk = (int)p->L;   /* small buffers for a decoding step */
     s.cf = p->complex_A ? 2 : 1;
     return s;
 }
@@ -247,11 +248,68 @@ static void ws_free(workspace *w) {
     free(w->base_reset);
 }
 
+/* GCC vector extensions (lowered to the target's shuffles in each compiled variant). */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+
+/* Transposes a 16 x 16 tile: row i of src (16 floats at src + i * ss) becomes column i of dst
+ * (row j at dst + j * ds).  Four stages; stage s swaps bit s of the row and the column index
+ * between rows i and i + 2^s, two two-source shuffles per pair of rows. */
+VECTOR_CLONES static void transpose16(const float *restrict src, int64_t ss, float *restrict dst, int64_t ds) {
+    v16sf r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) memcpy(&r[i], src + i * ss, sizeof r[i]);
+#define STAGE(h, lo, hi)                                                              \
+    _Pragma("GCC unroll 16")                                                          \
+    for (int i = 0; i < 16; i++)                                                      \
+        if (!(i & (h))) {                                                             \
+            v16sf a = r[i], b = r[i + (h)];                                           \
+            r[i] = __builtin_shuffle(a, b, (v16si)lo);                                \
+            r[i + (h)] = __builtin_shuffle(a, b, (v16si)hi);                          \
+        }
+    STAGE(1, ((v16si){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+          ((v16si){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+    STAGE(2, ((v16si){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+          ((v16si){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    STAGE(4, ((v16si){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+          ((v16si){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    STAGE(8, ((v16si){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+          ((v16si){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+#undef STAGE
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) memcpy(dst + j * ds, &r[j], sizeof r[j]);
+}
+
+/* (N, LANES) block arrays from / to rows of a (D, N) matrix (A, invariant B and C, states):
+ * lane l is row l at src + l * ss.  Full blocks go through 16 x 16 transposes. */
+static void rows_to_lanes(const float *src, int64_t ss, float *dst, int64_t N, int nd) {
+    int64_t n0 = 0;
+    if (nd == LANES)
+        for (; n0 + 16 <= N; n0 += 16) transpose16(src + n0, ss, dst + n0 * LANES, LANES);
+    for (int64_t n = n0; n < N; n++)
+        for (int l = 0; l < LANES; l++) dst[n * LANES + l] = l < nd ? src[l * ss + n] : 0.0f;
+}
+static void lanes_to_rows(const float *src, float *dst, int64_t ds, int64_t N, int nd) {
+    int64_t n0 = 0;
+    if (nd == LANES)
+        for (; n0 + 16 <= N; n0 += 16) transpose16(src + n0 * LANES, LANES, dst + n0, ds);
+    for (int64_t n = n0; n < N; n++)
+        for (int l = 0; l < nd; l++) dst[l * ds + n] = src[n * LANES + l];
+}
+
 /* Loads the block's A (and invariant B, C) as (N, LANES), padding lanes with 0. */
 static void load_block_params(const scan_plan *s, workspace *w, int64_t d0, int nd) {
     const ssm_scan_params *p = s->p;
     int64_t N = p->N;
     int cplx = p->complex_A;
+    if (!cplx) {
+        rows_to_lanes(p->A + d0 * N, N, w->Ar, N, nd);
+        if (p->G == 0) {
+            rows_to_lanes(p->B + d0 * N, N, w->Br, N, nd);
+            rows_to_lanes(p->C + d0 * N, N, w->Cr, N, nd);
+        }
+        return;
+    }
     for (int64_t n = 0; n < N; n++)
         for (int l = 0; l < LANES; l++) {
             int64_t k = (d0 + l) * N + n, o = n * LANES + l;
@@ -273,6 +331,11 @@ static void load_block_params(const scan_plan *s, workspace *w, int64_t d0, int 
 static void load_state(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd) {
     const ssm_scan_params *p = s->p;
     int64_t N = p->N;
+    if (!p->complex_A) {
+        if (p->h0) rows_to_lanes(p->h0 + (b * p->D + d0) * N, N, w->xr, N, nd);
+        else memset(w->xr, 0, (size_t)(N * LANES) * sizeof(float));
+        return;
+    }
     for (int64_t n = 0; n < N; n++)
         for (int l = 0; l < LANES; l++) {
             int64_t k = ((b * p->D) + d0 + l) * N + n, o = n * LANES + l;
@@ -285,6 +348,10 @@ static void store_state(const scan_plan *s, const workspace *w, int64_t b, int64
                         float *h) {
     const ssm_scan_params *p = s->p;
     int64_t N = p->N;
+    if (!p->complex_A) {
+        lanes_to_rows(w->xr, h + (b * p->D + d0) * N, N, N, nd);
+        return;
+    }
     for (int l = 0; l < nd; l++)
         for (int64_t n = 0; n < N; n++) {
             int64_t k = ((b * p->D) + d0 + l) * N + n, o = n * LANES + l;
@@ -368,38 +435,6 @@ VECTOR_CLONES static void chunk_gate_backward(float *restrict dyp, float *restri
 #pragma omp simd
         for (int l = 0; l < LANES; l++) dD_acc[l] += dyp[o + l] * u[o + l];
     }
-}
-
-/* GCC vector extensions (lowered to the target's shuffles in each compiled variant). */
-typedef float v16sf __attribute__((vector_size(64)));
-typedef int32_t v16si __attribute__((vector_size(64)));
-
-/* Transposes a 16 x 16 tile: row i of src (16 floats at src + i * ss) becomes column i of dst
- * (row j at dst + j * ds).  Four stages; stage s swaps bit s of the row and the column index
- * between rows i and i + 2^s, two two-source shuffles per pair of rows. */
-VECTOR_CLONES static void transpose16(const float *restrict src, int64_t ss, float *restrict dst, int64_t ds) {
-    v16sf r[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i++) memcpy(&r[i], src + i * ss, sizeof r[i]);
-#define STAGE(h, lo, hi)                                                              \
-    _Pragma("GCC unroll 16")                                                          \
-    for (int i = 0; i < 16; i++)                                                      \
-        if (!(i & (h))) {                                                             \
-            v16sf a = r[i], b = r[i + (h)];                                           \
-            r[i] = __builtin_shuffle(a, b, (v16si)lo);                                \
-            r[i + (h)] = __builtin_shuffle(a, b, (v16si)hi);                          \
-        }
-    STAGE(1, ((v16si){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
-          ((v16si){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
-    STAGE(2, ((v16si){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
-          ((v16si){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
-    STAGE(4, ((v16si){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
-          ((v16si){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
-    STAGE(8, ((v16si){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
-          ((v16si){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
-#undef STAGE
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) memcpy(dst + j * ds, &r[j], sizeof r[j]);
 }
 
 /* Gathers lanes [0, nd) of an x-shaped tensor at (b, t0 .. t0 + tn) into (tn, LANES); 0 beyond.
@@ -594,14 +629,22 @@ static void chunk_forward(const scan_plan *s, workspace *w, int tn, float *ypre,
 
 /* ---- forward ------------------------------------------------------------------------------------- */
 
-static int thread_count(const ssm_scan_params *p) { return p->threads > 0 ? p->threads : omp_get_max_threads(); }
+/* Threads for a call: p->threads (0: OpenMP's default), but one for a small call such as a
+ * decoding step (batch x L x D x N under 2^20 state updates, some 0.2 ms of work), where waking
+ * other threads costs more than it saves (and much more on a busy machine). */
+static int thread_count(const ssm_scan_params *p) {
+    int n = p->threads > 0 ? p->threads : omp_get_max_threads();
+    double work = (double)p->batch * (double)p->L * (double)p->D * (double)(p->N ? p->N : 1);
+    return work < (double)(1 << 20) ? 1 : n;
+}
 
 void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
     const char *err = selective_scan_check(p);
     if (err) ssm_die("selective_scan_forward: %s", err);
     scan_plan s = make_plan(p);
     int64_t items = p->batch * s.nblocks;
-#pragma omp parallel num_threads(thread_count(p)) if (items > 1)
+    int nthreads = thread_count(p);
+#pragma omp parallel num_threads(nthreads) if (items > 1 && nthreads > 1)
     {
         workspace w;
         ws_init(&w, &s, 0);
@@ -937,7 +980,7 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
     int nthreads = thread_count(p);
     if (items < nthreads) nthreads = items > 0 ? (int)items : 1;
 
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
         workspace w;
         ws_init(&w, &s, 1);

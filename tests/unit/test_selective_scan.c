@@ -416,8 +416,10 @@ int main(void) {
     config one = {1, 1, 17, 4, 1, 0, 1, 1, 1, 1, 1, 0, 0};
     check_backward(one);
     for (int bdl = 0; bdl < 2; bdl++) {
-        config c = {2, 150, 40, 16, 1, 0, 1, 1, 1, 1, 1, 1, bdl};
+        /* over 2^20 state updates: the multi-threaded path */
+        config c = {2, 400, 96, 16, 1, 0, 1, 1, 1, 1, 1, 1, bdl};
         check_backward_vs_reference(c);
+        c.L = 150, c.D = 40;
         c.G = 2, c.N = 5, c.has_seq = 0;
         check_backward_vs_reference(c);
         c.G = 0;
@@ -427,7 +429,7 @@ int main(void) {
     }
     config bigN = {1, 130, 3, 1100, 1, 0, 1, 1, 1, 1, 1, 1, 0};   /* N > 1024: a shorter chunk */
     check_backward_vs_reference(bigN);
-    config det = {3, 100, 70, 16, 1, 0, 1, 1, 1, 1, 1, 0, 0};
+    config det = {3, 400, 70, 16, 1, 0, 1, 1, 1, 1, 1, 0, 0};   /* over 2^20 updates: threads used */
     check_thread_invariance(det);
     det.G = 0;
     check_thread_invariance(det);
