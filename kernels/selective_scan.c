@@ -186,7 +186,9 @@ typedef struct {
     /* states: current (N, LANES); backward: chunk states (T + 1, N, LANES), checkpoints, g */
     float *xr, *xi, *xsr, *xsi, *ckr, *cki, *gr, *gi;
     float *zeros;     /* (N, LANES) zeros: the state after a reset */
-    float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES) */
+    float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES), a view */
+    float *base_as;   /* ... into this: one chunk, or the whole sequence when keep_all_a */
+    int keep_all_a;
     float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC, (T, N, LANES) */
     /* backward accumulators per lane (N, LANES) and per block */
     float *dAr, *dAi, *dBr, *dBi, *dCr, *dCi;
@@ -198,6 +200,7 @@ static void ws_view_chunk(workspace *w, int64_t c) {
     w->dt = w->base_dt + o, w->dtu = w->base_dtu + o, w->u = w->base_u + o, w->dspd = w->base_dspd + o;
     w->z = w->has_z ? w->base_z + o : w->base_z;
     w->reset = w->base_reset + c * w->T;
+    if (w->keep_all_a) w->as = w->base_as + c * w->T * w->N * LANES;
 }
 
 static float *alloc_floats(int64_t n) { return ssm_xcalloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
@@ -232,7 +235,10 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
         int64_t nck = (p->L + T - 1) / T;
         w->xsr = alloc_floats((T + 1) * NW); w->ckr = alloc_floats(nck * NW); w->gr = alloc_floats(NW);
         w->zeros = alloc_floats(NW);
-        if (!cplx) { w->as = alloc_floats(T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
+        /* the decays of the whole sequence when they take at most 32 MiB per thread: then the
+         * second pass computes no exp */
+        w->keep_all_a = !cplx && (double)nck * T * NW * sizeof(float) <= 32.0 * (1 << 20);
+        if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
         w->dAr = alloc_floats(NW); w->dBr = alloc_floats(NW); w->dCr = alloc_floats(NW);
         if (cplx) {
             w->xsi = alloc_floats((T + 1) * NW); w->cki = alloc_floats(nck * NW); w->gi = alloc_floats(NW);
@@ -243,7 +249,7 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
 static void ws_free(workspace *w) {
     float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->base_dt, w->base_dtu, w->base_u,
                     w->base_dspd, w->base_z, w->ypre, w->dyp, w->du, w->ddelta, w->out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
-                    w->cki, w->gr, w->gi, w->zeros, w->as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
+                    w->cki, w->gr, w->gi, w->zeros, w->base_as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     free(w->base_reset);
 }
@@ -523,10 +529,12 @@ static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int6
 /* Real A: runs tn steps.  Forward (recompute = 0): from and into the state w->xr; ypre (T, LANES)
  * gets sum_n x C (before D and the gate).  Recompute for the backward: xs is (tn + 1, N, LANES)
  * with xs[0] the state before the chunk; step t reads xs[t] (zeros after a reset) and writes
- * xs[t + 1], and w->as gets the decays exp(dt A), (tn, N, LANES).  Inlined into the two compiled
- * variants below, so that the choice costs nothing inside the loops. */
+ * xs[t + 1].  The decays a = exp(dt A) of the chunk, (tn, N, LANES) at w->as, are stored
+ * (store_a) or, when the backward's first pass stored them, read instead of computed (load_a).
+ * Inlined into the compiled variants below, so that the choices cost nothing inside the loops. */
 static inline __attribute__((always_inline)) void forward_real_body(
-    workspace *w, int selective, int tn, float *restrict ypre, float *restrict xs, const int recompute) {
+    workspace *w, int selective, int tn, float *restrict ypre, float *restrict xs, const int recompute,
+    const int store_a, const int load_a) {
     const int64_t N = w->N, NW = N * LANES;
     const float *restrict A = w->Ar;
     for (int t = 0; t < tn; t++) {
@@ -537,7 +545,7 @@ static inline __attribute__((always_inline)) void forward_real_body(
             else memset(w->xr, 0, (size_t)NW * sizeof(float));
         }
         const float *restrict dt = w->dt + t * LANES, *restrict dtu = w->dtu + t * LANES;
-        float *restrict at = recompute ? w->as + (int64_t)t * NW : NULL;
+        float *restrict at = store_a || load_a ? w->as + (int64_t)t * NW : NULL;
         float y[LANES] = {0};
         if (selective) {
             const float *restrict Bt = w->Bsel + t * w->bc_t, *restrict Ct = w->Csel + t * w->bc_t;
@@ -549,8 +557,8 @@ static inline __attribute__((always_inline)) void forward_real_body(
                 const float bn = Bt[n * sn], cn = Ct[n * sn];
 #pragma omp simd
                 for (int l = 0; l < LANES; l++) {
-                    float a = exp_approx(dt[l] * An[l]);
-                    if (recompute) at[n * LANES + l] = a;
+                    float a = load_a ? at[n * LANES + l] : exp_approx(dt[l] * An[l]);
+                    if (store_a) at[n * LANES + l] = a;
                     float v = a * xi[l] + dtu[l] * bn;
                     xo[l] = v;
                     y[l] += v * cn;
@@ -564,8 +572,8 @@ static inline __attribute__((always_inline)) void forward_real_body(
                                       *restrict Cn = w->Cr + n * LANES;
 #pragma omp simd
                 for (int l = 0; l < LANES; l++) {
-                    float a = exp_approx(dt[l] * An[l]);
-                    if (recompute) at[n * LANES + l] = a;
+                    float a = load_a ? at[n * LANES + l] : exp_approx(dt[l] * An[l]);
+                    if (store_a) at[n * LANES + l] = a;
                     float v = a * xi[l] + dtu[l] * Bn[l];
                     xo[l] = v;
                     y[l] += v * Cn[l];
@@ -576,10 +584,16 @@ static inline __attribute__((always_inline)) void forward_real_body(
     }
 }
 VECTOR_CLONES static void chunk_forward_real(workspace *w, int selective, int tn, float *ypre) {
-    forward_real_body(w, selective, tn, ypre, NULL, 0);
+    forward_real_body(w, selective, tn, ypre, NULL, 0, 0, 0);
 }
+/* The backward's first pass when it keeps the decays of the whole sequence. */
+VECTOR_CLONES static void chunk_forward_keep_a(workspace *w, int selective, int tn) {
+    forward_real_body(w, selective, tn, NULL, NULL, 0, 1, 0);
+}
+/* The backward's recompute of a chunk's states: from kept decays, or computing and storing them. */
 VECTOR_CLONES static void chunk_recompute_real(workspace *w, int selective, int tn, float *ypre, float *xs) {
-    forward_real_body(w, selective, tn, ypre, xs, 1);
+    if (w->keep_all_a) forward_real_body(w, selective, tn, ypre, xs, 1, 0, 1);
+    else forward_real_body(w, selective, tn, ypre, xs, 1, 1, 0);
 }
 
 /* Complex A (and B, C): the same with (re, im) arrays; y is 2 Re(sum_n x C). */
@@ -867,7 +881,8 @@ static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t 
         ws_view_chunk(w, c);
         pack_steps(s, w, b, d0, nd, t0, tn, 1);
         pack_bc(s, w, b, g, t0, tn);
-        chunk_forward(s, w, tn, NULL, NULL, NULL);
+        if (w->keep_all_a) chunk_forward_keep_a(w, selective, tn);
+        else chunk_forward(s, w, tn, NULL, NULL, NULL);
     }
     /* pass 2: chunks in reverse, g = dL/dx carried backward from dh_out */
     memset(w->gr, 0, (size_t)NW * sizeof(float));

@@ -429,6 +429,8 @@ int main(void) {
     }
     config bigN = {1, 130, 3, 1100, 1, 0, 1, 1, 1, 1, 1, 1, 0};   /* N > 1024: a shorter chunk */
     check_backward_vs_reference(bigN);
+    config longLN = {1, 2000, 3, 300, 1, 0, 1, 1, 1, 1, 1, 1, 0};  /* decays over 32 MiB: recomputed */
+    check_backward_vs_reference(longLN);
     config det = {3, 400, 70, 16, 1, 0, 1, 1, 1, 1, 1, 0, 0};   /* over 2^20 updates: threads used */
     check_thread_invariance(det);
     det.G = 0;
