@@ -14,8 +14,10 @@
  *   - The backward stores the state at the start of every chunk (forward pass), then walks the
  *     chunks in reverse, recomputing the chunk's CHUNK states (and their decays) from its
  *     checkpoint and propagating g = dL/dx backward through them.  Memory per thread:
- *     (L / CHUNK + 2 CHUNK + 1) * N * LANES floats of states and decays, 5 L * LANES floats of
- *     packed steps; nothing of size batch x L x D x N.  Sums over channels and batch (dA, dD,
+ *     (L / CHUNK + 4 CHUNK + 1) * N * LANES floats of states, decays and lane partials, 5 L * LANES
+ *     floats of packed steps, and the decays of the whole sequence (L * N * LANES floats) when
+ *     they fit in 32 MiB, which spares the second pass its exps; nothing of size
+ *     batch x L x D x N.  Sums over channels and batch (dA, dD,
  *     ddelta_bias, dB, dC) go through per-work-item partials summed in a fixed order, so the
  *     gradients are the same bits whatever the thread count (selective dB, dC: one (L, N) slab
  *     per work item, at most batch * G * 16 of them).
