@@ -12,10 +12,15 @@
  *     the layout (bld, bdl or any strides), into (CHUNK, LANES) arrays, then the recurrence runs on
  *     the packed arrays, then y is gated and scattered back.
  *   - The backward stores the state at the start of every chunk (forward pass), then walks the
- *     chunks in reverse, recomputing the chunk's CHUNK states from its checkpoint and propagating
- *     g = dL/dx backward through them.  Memory: per thread (L / CHUNK + CHUNK + 1) * N * LANES
- *     floats of states, plus per-thread accumulators of the reduced gradients (dA, dD,
- *     ddelta_bias, dB, dC), summed at the end; nothing of size batch x L x D x N.
+ *     chunks in reverse, recomputing the chunk's CHUNK states (and their decays) from its
+ *     checkpoint and propagating g = dL/dx backward through them.  Memory per thread:
+ *     (L / CHUNK + 4 CHUNK + 1) * N * LANES floats of states, decays and lane partials, 5 L * LANES
+ *     floats of packed steps, and the decays of the whole sequence (L * N * LANES floats) when
+ *     they fit in 32 MiB, which spares the second pass its exps; nothing of size
+ *     batch x L x D x N.  Sums over channels and batch (dA, dD,
+ *     ddelta_bias, dB, dC) go through per-work-item partials summed in a fixed order, so the
+ *     gradients are the same bits whatever the thread count (selective dB, dC: one (L, N) slab
+ *     per work item, at most batch * G * 16 of them).
  * exp is a float polynomial (exp_approx) that the compiler vectorizes with the lanes loop.
  */
 #include <math.h>
@@ -137,7 +142,11 @@ static scan_plan make_plan(const ssm_scan_params *p) {
     s.Dg = p->D / G;
     s.per_group = (s.Dg + LANES - 1) / LANES;
     s.nblocks = s.per_group * G;
+    /* the backward's chunk buffers are 4 x chunk x N x LANES floats: keep them near 16 MiB for
+     * large N (no limit on N beyond memory) */
     s.chunk = p->chunk > 0 ? p->chunk : DEFAULT_CHUNK;
+    if (p->chunk <= 0 && p->N > 1024) s.chunk = (int)(65536 / p->N > 8 ? 65536 / p->N : 8);
+    if (p->L > 0 && s.chunk > p->L) s.chunk = (int)p->L;   /* small buffers for a decoding step */
     s.cf = p->complex_A ? 2 : 1;
     return s;
 }
@@ -179,7 +188,9 @@ typedef struct {
     /* states: current (N, LANES); backward: chunk states (T + 1, N, LANES), checkpoints, g */
     float *xr, *xi, *xsr, *xsi, *ckr, *cki, *gr, *gi;
     float *zeros;     /* (N, LANES) zeros: the state after a reset */
-    float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES) */
+    float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES), a view */
+    float *base_as;   /* ... into this: one chunk, or the whole sequence when keep_all_a */
+    int keep_all_a;
     float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC, (T, N, LANES) */
     /* backward accumulators per lane (N, LANES) and per block */
     float *dAr, *dAi, *dBr, *dBi, *dCr, *dCi;
@@ -191,6 +202,7 @@ static void ws_view_chunk(workspace *w, int64_t c) {
     w->dt = w->base_dt + o, w->dtu = w->base_dtu + o, w->u = w->base_u + o, w->dspd = w->base_dspd + o;
     w->z = w->has_z ? w->base_z + o : w->base_z;
     w->reset = w->base_reset + c * w->T;
+    if (w->keep_all_a) w->as = w->base_as + c * w->T * w->N * LANES;
 }
 
 static float *alloc_floats(int64_t n) { return ssm_xcalloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
@@ -225,7 +237,10 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
         int64_t nck = (p->L + T - 1) / T;
         w->xsr = alloc_floats((T + 1) * NW); w->ckr = alloc_floats(nck * NW); w->gr = alloc_floats(NW);
         w->zeros = alloc_floats(NW);
-        if (!cplx) { w->as = alloc_floats(T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
+        /* the decays of the whole sequence when they take at most 32 MiB per thread: then the
+         * second pass computes no exp */
+        w->keep_all_a = !cplx && (double)nck * T * NW * sizeof(float) <= 32.0 * (1 << 20);
+        if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
         w->dAr = alloc_floats(NW); w->dBr = alloc_floats(NW); w->dCr = alloc_floats(NW);
         if (cplx) {
             w->xsi = alloc_floats((T + 1) * NW); w->cki = alloc_floats(nck * NW); w->gi = alloc_floats(NW);
@@ -236,9 +251,58 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
 static void ws_free(workspace *w) {
     float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->base_dt, w->base_dtu, w->base_u,
                     w->base_dspd, w->base_z, w->ypre, w->dyp, w->du, w->ddelta, w->out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
-                    w->cki, w->gr, w->gi, w->zeros, w->as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
+                    w->cki, w->gr, w->gi, w->zeros, w->base_as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     free(w->base_reset);
+}
+
+/* GCC vector extensions (lowered to the target's shuffles in each compiled variant). */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+
+/* Transposes a 16 x 16 tile: row i of src (16 floats at src + i * ss) becomes column i of dst
+ * (row j at dst + j * ds).  Four stages; stage s swaps bit s of the row and the column index
+ * between rows i and i + 2^s, two two-source shuffles per pair of rows. */
+VECTOR_CLONES static void transpose16(const float *restrict src, int64_t ss, float *restrict dst, int64_t ds) {
+    v16sf r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) memcpy(&r[i], src + i * ss, sizeof r[i]);
+#define STAGE(h, lo, hi)                                                              \
+    _Pragma("GCC unroll 16")                                                          \
+    for (int i = 0; i < 16; i++)                                                      \
+        if (!(i & (h))) {                                                             \
+            v16sf a = r[i], b = r[i + (h)];                                           \
+            r[i] = __builtin_shuffle(a, b, (v16si)lo);                                \
+            r[i + (h)] = __builtin_shuffle(a, b, (v16si)hi);                          \
+        }
+    STAGE(1, ((v16si){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+          ((v16si){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+    STAGE(2, ((v16si){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+          ((v16si){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    STAGE(4, ((v16si){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+          ((v16si){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    STAGE(8, ((v16si){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+          ((v16si){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+#undef STAGE
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) memcpy(dst + j * ds, &r[j], sizeof r[j]);
+}
+
+/* (N, LANES) block arrays from / to rows of a (D, N) matrix (A, invariant B and C, states):
+ * lane l is row l at src + l * ss.  Full blocks go through 16 x 16 transposes. */
+static void rows_to_lanes(const float *src, int64_t ss, float *dst, int64_t N, int nd) {
+    int64_t n0 = 0;
+    if (nd == LANES)
+        for (; n0 + 16 <= N; n0 += 16) transpose16(src + n0, ss, dst + n0 * LANES, LANES);
+    for (int64_t n = n0; n < N; n++)
+        for (int l = 0; l < LANES; l++) dst[n * LANES + l] = l < nd ? src[l * ss + n] : 0.0f;
+}
+static void lanes_to_rows(const float *src, float *dst, int64_t ds, int64_t N, int nd) {
+    int64_t n0 = 0;
+    if (nd == LANES)
+        for (; n0 + 16 <= N; n0 += 16) transpose16(src + n0 * LANES, LANES, dst + n0, ds);
+    for (int64_t n = n0; n < N; n++)
+        for (int l = 0; l < nd; l++) dst[l * ds + n] = src[n * LANES + l];
 }
 
 /* Loads the block's A (and invariant B, C) as (N, LANES), padding lanes with 0. */
@@ -246,6 +310,14 @@ static void load_block_params(const scan_plan *s, workspace *w, int64_t d0, int 
     const ssm_scan_params *p = s->p;
     int64_t N = p->N;
     int cplx = p->complex_A;
+    if (!cplx) {
+        rows_to_lanes(p->A + d0 * N, N, w->Ar, N, nd);
+        if (p->G == 0) {
+            rows_to_lanes(p->B + d0 * N, N, w->Br, N, nd);
+            rows_to_lanes(p->C + d0 * N, N, w->Cr, N, nd);
+        }
+        return;
+    }
     for (int64_t n = 0; n < N; n++)
         for (int l = 0; l < LANES; l++) {
             int64_t k = (d0 + l) * N + n, o = n * LANES + l;
@@ -267,6 +339,11 @@ static void load_block_params(const scan_plan *s, workspace *w, int64_t d0, int 
 static void load_state(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd) {
     const ssm_scan_params *p = s->p;
     int64_t N = p->N;
+    if (!p->complex_A) {
+        if (p->h0) rows_to_lanes(p->h0 + (b * p->D + d0) * N, N, w->xr, N, nd);
+        else memset(w->xr, 0, (size_t)(N * LANES) * sizeof(float));
+        return;
+    }
     for (int64_t n = 0; n < N; n++)
         for (int l = 0; l < LANES; l++) {
             int64_t k = ((b * p->D) + d0 + l) * N + n, o = n * LANES + l;
@@ -279,6 +356,10 @@ static void store_state(const scan_plan *s, const workspace *w, int64_t b, int64
                         float *h) {
     const ssm_scan_params *p = s->p;
     int64_t N = p->N;
+    if (!p->complex_A) {
+        lanes_to_rows(w->xr, h + (b * p->D + d0) * N, N, N, nd);
+        return;
+    }
     for (int l = 0; l < nd; l++)
         for (int64_t n = 0; n < N; n++) {
             int64_t k = ((b * p->D) + d0 + l) * N + n, o = n * LANES + l;
@@ -291,11 +372,18 @@ static void store_state(const scan_plan *s, const workspace *w, int64_t b, int64
  * dt, dt = softplus(delta + bias) or delta + bias; dtu = dt u; dspd = d dt / d raw. */
 VECTOR_CLONES static void chunk_steps(float *restrict dt, float *restrict dtu, float *restrict dspd,
                                       const float *restrict u, const float *restrict bias, int tn,
-                                      int softplus) {
+                                      int softplus, int need_dspd) {
     for (int t = 0; t < tn; t++) {
         float *restrict d = dt + t * LANES, *restrict du = dtu + t * LANES, *restrict sp = dspd + t * LANES;
         const float *restrict ut = u + t * LANES;
-        if (softplus) {
+        if (softplus && !need_dspd) {   /* the forward needs no derivative */
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float v = softplus_approx(d[l] + bias[l]);
+                d[l] = v;
+                du[l] = v * ut[l];
+            }
+        } else if (softplus) {
 #pragma omp simd
             for (int l = 0; l < LANES; l++) {
                 float raw = d[l] + bias[l];
@@ -371,9 +459,12 @@ static void gather_lanes(const ssm_scan_params *p, const float *src, float *rest
     } else if (sc == 1) {
         for (int t = 0; t < tn; t++) memcpy(dst + t * LANES, s + t * st, (size_t)nd * sizeof(float));
     } else {
+        int t = 0;
+        if (st == 1 && nd == LANES)   /* time-contiguous (bdl): 16 x 16 tiles transposed */
+            for (; t + 16 <= tn; t += 16) transpose16(s + t, sc, dst + t * LANES, LANES);
         for (int l = 0; l < nd; l++) {
             const float *sl = s + l * sc;
-            for (int t = 0; t < tn; t++) dst[t * LANES + l] = sl[t * st];
+            for (int tt = t; tt < tn; tt++) dst[tt * LANES + l] = sl[tt * st];
         }
     }
 }
@@ -386,22 +477,26 @@ static void scatter_lanes(const ssm_scan_params *p, const float *restrict src, f
     } else if (sc == 1) {
         for (int t = 0; t < tn; t++) memcpy(d + t * st, src + t * LANES, (size_t)nd * sizeof(float));
     } else {
+        int t = 0;
+        if (st == 1 && nd == LANES)
+            for (; t + 16 <= tn; t += 16) transpose16(src + t * LANES, LANES, d + t, sc);
         for (int l = 0; l < nd; l++) {
             float *dl = d + l * sc;
-            for (int t = 0; t < tn; t++) dl[t * st] = src[t * LANES + l];
+            for (int tt = t; tt < tn; tt++) dl[tt * st] = src[tt * LANES + l];
         }
     }
 }
 
 /* Packs time steps [t0, t0 + tn) of block (b, d0): steps, u, z, resets. */
-static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd, int64_t t0, int tn) {
+static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd, int64_t t0, int tn,
+                       int need_dspd) {
     const ssm_scan_params *p = s->p;
     gather_lanes(p, p->delta, w->dt, b, d0, nd, t0, tn);
     gather_lanes(p, p->u, w->u, b, d0, nd, t0, tn);
     if (p->z) gather_lanes(p, p->z, w->z, b, d0, nd, t0, tn);
     float bias[LANES] = {0};
     if (p->delta_bias) for (int l = 0; l < nd; l++) bias[l] = p->delta_bias[d0 + l];
-    chunk_steps(w->dt, w->dtu, w->dspd, w->u, bias, tn, p->softplus);
+    chunk_steps(w->dt, w->dtu, w->dspd, w->u, bias, tn, p->softplus, need_dspd);
     for (int t = 0; t < tn; t++) {
         int64_t tt = t0 + t;
         w->reset[t] = p->seq_idx && tt > 0 && p->seq_idx[b * p->L + tt] != p->seq_idx[b * p->L + tt - 1];
@@ -436,10 +531,12 @@ static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int6
 /* Real A: runs tn steps.  Forward (recompute = 0): from and into the state w->xr; ypre (T, LANES)
  * gets sum_n x C (before D and the gate).  Recompute for the backward: xs is (tn + 1, N, LANES)
  * with xs[0] the state before the chunk; step t reads xs[t] (zeros after a reset) and writes
- * xs[t + 1], and w->as gets the decays exp(dt A), (tn, N, LANES).  Inlined into the two compiled
- * variants below, so that the choice costs nothing inside the loops. */
+ * xs[t + 1].  The decays a = exp(dt A) of the chunk, (tn, N, LANES) at w->as, are stored
+ * (store_a) or, when the backward's first pass stored them, read instead of computed (load_a).
+ * Inlined into the compiled variants below, so that the choices cost nothing inside the loops. */
 static inline __attribute__((always_inline)) void forward_real_body(
-    workspace *w, int selective, int tn, float *restrict ypre, float *restrict xs, const int recompute) {
+    workspace *w, int selective, int tn, float *restrict ypre, float *restrict xs, const int recompute,
+    const int store_a, const int load_a) {
     const int64_t N = w->N, NW = N * LANES;
     const float *restrict A = w->Ar;
     for (int t = 0; t < tn; t++) {
@@ -450,7 +547,7 @@ static inline __attribute__((always_inline)) void forward_real_body(
             else memset(w->xr, 0, (size_t)NW * sizeof(float));
         }
         const float *restrict dt = w->dt + t * LANES, *restrict dtu = w->dtu + t * LANES;
-        float *restrict at = recompute ? w->as + (int64_t)t * NW : NULL;
+        float *restrict at = store_a || load_a ? w->as + (int64_t)t * NW : NULL;
         float y[LANES] = {0};
         if (selective) {
             const float *restrict Bt = w->Bsel + t * w->bc_t, *restrict Ct = w->Csel + t * w->bc_t;
@@ -462,8 +559,8 @@ static inline __attribute__((always_inline)) void forward_real_body(
                 const float bn = Bt[n * sn], cn = Ct[n * sn];
 #pragma omp simd
                 for (int l = 0; l < LANES; l++) {
-                    float a = exp_approx(dt[l] * An[l]);
-                    if (recompute) at[n * LANES + l] = a;
+                    float a = load_a ? at[n * LANES + l] : exp_approx(dt[l] * An[l]);
+                    if (store_a) at[n * LANES + l] = a;
                     float v = a * xi[l] + dtu[l] * bn;
                     xo[l] = v;
                     y[l] += v * cn;
@@ -477,8 +574,8 @@ static inline __attribute__((always_inline)) void forward_real_body(
                                       *restrict Cn = w->Cr + n * LANES;
 #pragma omp simd
                 for (int l = 0; l < LANES; l++) {
-                    float a = exp_approx(dt[l] * An[l]);
-                    if (recompute) at[n * LANES + l] = a;
+                    float a = load_a ? at[n * LANES + l] : exp_approx(dt[l] * An[l]);
+                    if (store_a) at[n * LANES + l] = a;
                     float v = a * xi[l] + dtu[l] * Bn[l];
                     xo[l] = v;
                     y[l] += v * Cn[l];
@@ -489,10 +586,16 @@ static inline __attribute__((always_inline)) void forward_real_body(
     }
 }
 VECTOR_CLONES static void chunk_forward_real(workspace *w, int selective, int tn, float *ypre) {
-    forward_real_body(w, selective, tn, ypre, NULL, 0);
+    forward_real_body(w, selective, tn, ypre, NULL, 0, 0, 0);
 }
+/* The backward's first pass when it keeps the decays of the whole sequence. */
+VECTOR_CLONES static void chunk_forward_keep_a(workspace *w, int selective, int tn) {
+    forward_real_body(w, selective, tn, NULL, NULL, 0, 1, 0);
+}
+/* The backward's recompute of a chunk's states: from kept decays, or computing and storing them. */
 VECTOR_CLONES static void chunk_recompute_real(workspace *w, int selective, int tn, float *ypre, float *xs) {
-    forward_real_body(w, selective, tn, ypre, xs, 1);
+    if (w->keep_all_a) forward_real_body(w, selective, tn, ypre, xs, 1, 0, 1);
+    else forward_real_body(w, selective, tn, ypre, xs, 1, 1, 0);
 }
 
 /* Complex A (and B, C): the same with (re, im) arrays; y is 2 Re(sum_n x C). */
@@ -542,14 +645,22 @@ static void chunk_forward(const scan_plan *s, workspace *w, int tn, float *ypre,
 
 /* ---- forward ------------------------------------------------------------------------------------- */
 
-static int thread_count(const ssm_scan_params *p) { return p->threads > 0 ? p->threads : omp_get_max_threads(); }
+/* Threads for a call: p->threads (0: OpenMP's default), but one for a small call such as a
+ * decoding step (batch x L x D x N under 2^20 state updates, some 0.2 ms of work), where waking
+ * other threads costs more than it saves (and much more on a busy machine). */
+static int thread_count(const ssm_scan_params *p) {
+    int n = p->threads > 0 ? p->threads : omp_get_max_threads();
+    double work = (double)p->batch * (double)p->L * (double)p->D * (double)(p->N ? p->N : 1);
+    return work < (double)(1 << 20) ? 1 : n;
+}
 
 void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
     const char *err = selective_scan_check(p);
     if (err) ssm_die("selective_scan_forward: %s", err);
     scan_plan s = make_plan(p);
     int64_t items = p->batch * s.nblocks;
-#pragma omp parallel num_threads(thread_count(p)) if (items > 1)
+    int nthreads = thread_count(p);
+#pragma omp parallel num_threads(nthreads) if (items > 1 && nthreads > 1)
     {
         workspace w;
         ws_init(&w, &s, 0);
@@ -564,7 +675,7 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
             if (p->D_skip) for (int l = 0; l < nd; l++) dskip[l] = p->D_skip[d0 + l];
             for (int64_t t0 = 0; t0 < p->L; t0 += s.chunk) {
                 int tn = (int)(p->L - t0 < s.chunk ? p->L - t0 : s.chunk);
-                pack_steps(&s, &w, b, d0, nd, t0, tn);
+                pack_steps(&s, &w, b, d0, nd, t0, tn, 0);
                 pack_bc(&s, &w, b, g, t0, tn);
                 chunk_forward(&s, &w, tn, w.ypre, NULL, NULL);
                 /* out = (y + D u) * silu(z), scattered back through the strides */
@@ -579,17 +690,11 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
 
 /* ---- backward ------------------------------------------------------------------------------------ */
 
-/* Reduced gradients, accumulated per thread and summed at the end. */
-typedef struct {
-    float *dA, *dB, *dC, *dD, *dbias;
-} reduced_grads;
 
 /* sums[k] += the sum of the LANES values of v[k], k < count; v is (count, LANES).  Sixteen rows at
  * a time by a transposing tree (GCC vector extensions, lowered to the target's shuffles): 15 adds
  * and 30 two-source shuffles give 16 sums, against ~15 operations for each sum on its own.  (A
  * horizontal sum per k in the scan's inner loop would be compiled to a scalar loop.) */
-typedef float v16sf __attribute__((vector_size(64)));
-typedef int32_t v16si __attribute__((vector_size(64)));
 #define FOLD(a, b, ma, mb) (__builtin_shuffle((a), (b), (ma)) + __builtin_shuffle((a), (b), (mb)))
 static inline __attribute__((always_inline)) void add_row_sums16(const float *m, float *sums) {
     const v16si m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
@@ -748,172 +853,209 @@ static void chunk_backward_complex(workspace *w, int selective, int tn, const fl
     }
 }
 
+/* Where one work item of the backward puts what is summed over work items: per batch element
+ * (batch, D, N) for dA and time-invariant dB, dC, (batch, D) for dD and ddelta_bias, and for
+ * selective dB, dC one (L, N) slab per work item.  Every entry is written by one work item, and
+ * the sums over them run in a fixed order afterwards: the gradients do not depend on the number
+ * of threads or on which thread ran what. */
+typedef struct {
+    float *dA, *dB, *dC, *dD, *dbias;     /* (batch, D, N [, 2]), (batch, D) */
+    float *sB, *sC;                       /* selective: (items, L, N [, 2]) */
+} partial_grads;
+
+/* The backward of one block of channels (b, g, d0 .. d0 + nd - 1).  Selective dB, dC are added
+ * into sB, sC, (L, N [, 2]); everything else is written. */
+static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t d0, int nd,
+                           const float *dy, const float *dh_out, const ssm_scan_grads *gr,
+                           const partial_grads *pg, float *sB, float *sC, float *dBs, float *dCs) {
+    const ssm_scan_params *p = s->p;
+    const int64_t N = p->N, D = p->D, L = p->L, T = s->chunk, NW = N * LANES;
+    const int cf = s->cf, cplx = p->complex_A, selective = p->G != 0;
+    const int64_t nck = (L + T - 1) / T;
+    load_block_params(s, w, d0, nd);
+    load_state(s, w, b, d0, nd);
+    /* pass 1: the forward, keeping the state at every chunk start and the packed steps */
+    for (int64_t c = 0; c < nck; c++) {
+        int64_t t0 = c * T;
+        int tn = (int)(L - t0 < T ? L - t0 : T);
+        memcpy(w->ckr + c * NW, w->xr, (size_t)NW * sizeof(float));
+        if (cplx) memcpy(w->cki + c * NW, w->xi, (size_t)NW * sizeof(float));
+        ws_view_chunk(w, c);
+        pack_steps(s, w, b, d0, nd, t0, tn, 1);
+        pack_bc(s, w, b, g, t0, tn);
+        if (w->keep_all_a) chunk_forward_keep_a(w, selective, tn);
+        else chunk_forward(s, w, tn, NULL, NULL, NULL);
+    }
+    /* pass 2: chunks in reverse, g = dL/dx carried backward from dh_out */
+    memset(w->gr, 0, (size_t)NW * sizeof(float));
+    if (cplx) memset(w->gi, 0, (size_t)NW * sizeof(float));
+    if (dh_out)
+        for (int64_t n = 0; n < N; n++)
+            for (int l = 0; l < nd; l++) {
+                int64_t k = ((b * D) + d0 + l) * N + n;
+                if (cplx) { w->gr[n * LANES + l] = dh_out[2 * k]; w->gi[n * LANES + l] = dh_out[2 * k + 1]; }
+                else w->gr[n * LANES + l] = dh_out[k];
+            }
+    memset(w->dAr, 0, (size_t)NW * sizeof(float));
+    memset(w->dBr, 0, (size_t)NW * sizeof(float));
+    memset(w->dCr, 0, (size_t)NW * sizeof(float));
+    if (cplx) {
+        memset(w->dAi, 0, (size_t)NW * sizeof(float));
+        memset(w->dBi, 0, (size_t)NW * sizeof(float));
+        memset(w->dCi, 0, (size_t)NW * sizeof(float));
+    }
+    float dskip[LANES] = {0}, dD_acc[LANES] = {0}, dbias_acc[LANES] = {0};
+    for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
+    for (int64_t c = nck - 1; c >= 0; c--) {
+        int64_t t0 = c * T;
+        int tn = (int)(L - t0 < T ? L - t0 : T);
+        ws_view_chunk(w, c);          /* the steps packed by pass 1 */
+        pack_bc(s, w, b, g, t0, tn);
+        memcpy(w->xr, w->ckr + c * NW, (size_t)NW * sizeof(float));
+        memcpy(w->xsr, w->xr, (size_t)NW * sizeof(float));
+        if (cplx) {
+            memcpy(w->xi, w->cki + c * NW, (size_t)NW * sizeof(float));
+            memcpy(w->xsi, w->xi, (size_t)NW * sizeof(float));
+            chunk_forward(s, w, tn, w->ypre, w->xsr + NW, w->xsi + NW);
+        } else {
+            chunk_recompute_real(w, selective, tn, w->ypre, w->xsr);
+        }
+        /* the gate: out = (ypre + D u) silu(z) */
+        gather_lanes(p, dy, w->dyp, b, d0, nd, t0, tn);
+        chunk_gate_backward(w->dyp, w->out, w->ypre, w->u, p->z ? w->z : NULL, dskip, dD_acc, tn);
+        if (gr->dz) {
+            if (!p->z) memset(w->out, 0, (size_t)(tn * LANES) * sizeof(float));
+            scatter_lanes(p, w->out, gr->dz, b, d0, nd, t0, tn);
+        }
+        if (selective) {
+            memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
+            memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
+        }
+        if (cplx) {
+            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
+        } else {
+            chunk_backward_real(w, selective, tn, dskip);
+            if (selective) {   /* the lanes' shares of dB, dC summed over the block */
+                sum_lanes(w->hb, dBs, tn * N);
+                sum_lanes(w->hc, dCs, tn * N);
+            }
+        }
+        if (gr->du) scatter_lanes(p, w->du, gr->du, b, d0, nd, t0, tn);
+        if (gr->ddelta) scatter_lanes(p, w->ddelta, gr->ddelta, b, d0, nd, t0, tn);
+        for (int t = 0; t < tn; t++)
+            for (int l = 0; l < LANES; l++) dbias_acc[l] += w->ddelta[t * LANES + l];
+        if (selective)
+            for (int64_t i = 0; i < tn * N * cf; i++) {
+                sB[t0 * N * cf + i] += dBs[i];
+                sC[t0 * N * cf + i] += dCs[i];
+            }
+    }
+    /* the block's per-lane accumulators; dh0 */
+    for (int l = 0; l < nd; l++) {
+        pg->dD[b * D + d0 + l] = dD_acc[l];
+        pg->dbias[b * D + d0 + l] = dbias_acc[l];
+        for (int64_t n = 0; n < N; n++) {
+            int64_t o = n * LANES + l, k = (b * D + d0 + l) * N + n;
+            if (!cplx) {
+                pg->dA[k] = w->dAr[o];
+                if (!selective) { pg->dB[k] = w->dBr[o]; pg->dC[k] = w->dCr[o]; }
+                if (gr->dh0) gr->dh0[k] = w->gr[o];
+            } else {
+                pg->dA[2 * k] = w->dAr[o]; pg->dA[2 * k + 1] = w->dAi[o];
+                if (!selective) {
+                    pg->dB[2 * k] = w->dBr[o]; pg->dB[2 * k + 1] = w->dBi[o];
+                    pg->dC[2 * k] = w->dCr[o]; pg->dC[2 * k + 1] = w->dCi[o];
+                }
+                if (gr->dh0) { gr->dh0[2 * k] = w->gr[o]; gr->dh0[2 * k + 1] = w->gi[o]; }
+            }
+        }
+    }
+}
+
+/* Work items of the backward: (b, group, one of at most MAX_BLOCK_RUNS runs of consecutive blocks
+ * of the group).  A fixed cut, whatever the thread count, so that the sums are reproducible. */
+#define MAX_BLOCK_RUNS 16
+
 void selective_scan_backward(const ssm_scan_params *p, const float *dy, const float *dh_out,
                              const ssm_scan_grads *gr) {
     const char *err = selective_scan_check(p);
     if (err) ssm_die("selective_scan_backward: %s", err);
     scan_plan s = make_plan(p);
-    const int64_t N = p->N, D = p->D, L = p->L, T = s.chunk;
-    const int cf = s.cf, cplx = p->complex_A, selective = p->G != 0;
-    /* sizes of the reduced gradients */
-    int64_t nA = D * N * cf;
-    int64_t nBC = selective ? p->batch * L * p->G * N * cf : nA;  /* accumulated as (batch, L, G, N) */
-    int64_t items = p->batch * s.nblocks;
+    const int64_t N = p->N, D = p->D, L = p->L, T = s.chunk, batch = p->batch;
+    const int cf = s.cf, selective = p->G != 0;
+    const int64_t G = p->G ? p->G : 1;
+    const int64_t runs = s.per_group < MAX_BLOCK_RUNS ? s.per_group : MAX_BLOCK_RUNS;
+    const int64_t items = batch * G * runs;
+    partial_grads pg;
+    pg.dA = alloc_floats(batch * D * N * cf);
+    pg.dD = alloc_floats(batch * D);
+    pg.dbias = alloc_floats(batch * D);
+    pg.dB = selective ? NULL : alloc_floats(batch * D * N * cf);
+    pg.dC = selective ? NULL : alloc_floats(batch * D * N * cf);
+    pg.sB = selective ? alloc_floats(items * L * N * cf) : NULL;
+    pg.sC = selective ? alloc_floats(items * L * N * cf) : NULL;
     int nthreads = thread_count(p);
     if (items < nthreads) nthreads = items > 0 ? (int)items : 1;
-    reduced_grads *acc = ssm_xcalloc((size_t)nthreads, sizeof *acc);
-    int64_t nck = (L + T - 1) / T;
 
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads) if (nthreads > 1)
     {
-        int tid = omp_get_thread_num();
-        reduced_grads *r = &acc[tid];
-        r->dA = alloc_floats(nA);
-        r->dB = alloc_floats(nBC);
-        r->dC = alloc_floats(nBC);
-        r->dD = alloc_floats(D);
-        r->dbias = alloc_floats(D);
         workspace w;
         ws_init(&w, &s, 1);
         float *dBs = alloc_floats(T * N * cf), *dCs = alloc_floats(T * N * cf);
-        const int64_t NW = N * LANES;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < items; item++) {
-            int64_t b = item / s.nblocks, g, d0;
-            int nd;
-            block_of(&s, item % s.nblocks, &g, &d0, &nd);
-            load_block_params(&s, &w, d0, nd);
-            load_state(&s, &w, b, d0, nd);
-            /* pass 1: checkpoints at chunk starts */
-            for (int64_t c = 0; c < nck; c++) {
-                int64_t t0 = c * T;
-                int tn = (int)(L - t0 < T ? L - t0 : T);
-                memcpy(w.ckr + c * NW, w.xr, (size_t)NW * sizeof(float));
-                if (cplx) memcpy(w.cki + c * NW, w.xi, (size_t)NW * sizeof(float));
-                ws_view_chunk(&w, c);
-                pack_steps(&s, &w, b, d0, nd, t0, tn);
-                pack_bc(&s, &w, b, g, t0, tn);
-                chunk_forward(&s, &w, tn, NULL, NULL, NULL);
+            int64_t b = item / (G * runs), g = item / runs % G, run = item % runs;
+            int64_t k0 = run * s.per_group / runs, k1 = (run + 1) * s.per_group / runs;
+            float *sB = selective ? pg.sB + item * L * N * cf : NULL;
+            float *sC = selective ? pg.sC + item * L * N * cf : NULL;
+            for (int64_t k = k0; k < k1; k++) {
+                int64_t gg, d0;
+                int nd;
+                block_of(&s, g * s.per_group + k, &gg, &d0, &nd);
+                block_backward(&s, &w, b, gg, d0, nd, dy, dh_out, gr, &pg, sB, sC, dBs, dCs);
             }
-            /* pass 2: chunks in reverse */
-            memset(w.gr, 0, (size_t)NW * sizeof(float));
-            if (cplx) memset(w.gi, 0, (size_t)NW * sizeof(float));
-            if (dh_out)
-                for (int64_t n = 0; n < N; n++)
-                    for (int l = 0; l < nd; l++) {
-                        int64_t k = ((b * D) + d0 + l) * N + n;
-                        if (cplx) { w.gr[n * LANES + l] = dh_out[2 * k]; w.gi[n * LANES + l] = dh_out[2 * k + 1]; }
-                        else w.gr[n * LANES + l] = dh_out[k];
-                    }
-            memset(w.dAr, 0, (size_t)NW * sizeof(float));
-            memset(w.dBr, 0, (size_t)NW * sizeof(float));
-            memset(w.dCr, 0, (size_t)NW * sizeof(float));
-            if (cplx) {
-                memset(w.dAi, 0, (size_t)NW * sizeof(float));
-                memset(w.dBi, 0, (size_t)NW * sizeof(float));
-                memset(w.dCi, 0, (size_t)NW * sizeof(float));
-            }
-            float dskip[LANES] = {0}, dD_acc[LANES] = {0}, dbias_acc[LANES] = {0};
-            for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
-            for (int64_t c = nck - 1; c >= 0; c--) {
-                int64_t t0 = c * T;
-                int tn = (int)(L - t0 < T ? L - t0 : T);
-                ws_view_chunk(&w, c);          /* the steps packed by pass 1 */
-                pack_bc(&s, &w, b, g, t0, tn);
-                memcpy(w.xr, w.ckr + c * NW, (size_t)NW * sizeof(float));
-                memcpy(w.xsr, w.xr, (size_t)NW * sizeof(float));
-                if (cplx) {
-                    memcpy(w.xi, w.cki + c * NW, (size_t)NW * sizeof(float));
-                    memcpy(w.xsi, w.xi, (size_t)NW * sizeof(float));
-                }
-                if (cplx) chunk_forward(&s, &w, tn, w.ypre, w.xsr + NW, w.xsi + NW);
-                else chunk_recompute_real(&w, selective, tn, w.ypre, w.xsr);
-                /* the gate: out = (ypre + D u) silu(z) */
-                gather_lanes(p, dy, w.dyp, b, d0, nd, t0, tn);
-                chunk_gate_backward(w.dyp, w.out, w.ypre, w.u, p->z ? w.z : NULL, dskip, dD_acc, tn);
-                if (gr->dz) {
-                    if (!p->z) memset(w.out, 0, (size_t)(tn * LANES) * sizeof(float));
-                    scatter_lanes(p, w.out, gr->dz, b, d0, nd, t0, tn);
-                }
-                if (selective) {
-                    memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
-                    memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
-                }
-                if (cplx) chunk_backward_complex(&w, selective, tn, dskip, dBs, dCs);
-                else {
-                    chunk_backward_real(&w, selective, tn, dskip);
-                    if (selective) {   /* the lanes' shares of dB, dC summed over the block */
-                        sum_lanes(w.hb, dBs, tn * N);
-                        sum_lanes(w.hc, dCs, tn * N);
-                    }
-                }
-                if (gr->du) scatter_lanes(p, w.du, gr->du, b, d0, nd, t0, tn);
-                if (gr->ddelta) scatter_lanes(p, w.ddelta, gr->ddelta, b, d0, nd, t0, tn);
-                for (int t = 0; t < tn; t++)
-                    for (int l = 0; l < LANES; l++) dbias_acc[l] += w.ddelta[t * LANES + l];
-                if (selective)
-                    for (int t = 0; t < tn; t++) {
-                        float *rb = r->dB + (((b * L) + t0 + t) * p->G + g) * N * cf;
-                        float *rc = r->dC + (((b * L) + t0 + t) * p->G + g) * N * cf;
-                        for (int64_t n = 0; n < N * cf; n++) {
-                            rb[n] += dBs[t * N * cf + n];
-                            rc[n] += dCs[t * N * cf + n];
-                        }
-                    }
-            }
-            /* per-lane accumulators into the thread's reduced gradients; dh0 */
-            for (int l = 0; l < nd; l++) { r->dD[d0 + l] += dD_acc[l]; r->dbias[d0 + l] += dbias_acc[l]; }
-            for (int l = 0; l < nd; l++)
-                for (int64_t n = 0; n < N; n++) {
-                    int64_t o = n * LANES + l, k = (d0 + l) * N + n;
-                    if (!cplx) {
-                        r->dA[k] += w.dAr[o];
-                        if (!selective) { r->dB[k] += w.dBr[o]; r->dC[k] += w.dCr[o]; }
-                        if (gr->dh0) gr->dh0[(b * D + d0 + l) * N + n] = w.gr[o];
-                    } else {
-                        r->dA[2 * k] += w.dAr[o]; r->dA[2 * k + 1] += w.dAi[o];
-                        if (!selective) {
-                            r->dB[2 * k] += w.dBr[o]; r->dB[2 * k + 1] += w.dBi[o];
-                            r->dC[2 * k] += w.dCr[o]; r->dC[2 * k + 1] += w.dCi[o];
-                        }
-                        if (gr->dh0) {
-                            int64_t h = (b * D + d0 + l) * N + n;
-                            gr->dh0[2 * h] = w.gr[o]; gr->dh0[2 * h + 1] = w.gi[o];
-                        }
-                    }
-                }
         }
         ws_free(&w);
         free(dBs);
         free(dCs);
     }
-    /* sum the per-thread accumulators into the outputs */
-    for (int th = 1; th < nthreads; th++) {
-        for (int64_t i = 0; i < nA; i++) acc[0].dA[i] += acc[th].dA[i];
-        for (int64_t i = 0; i < nBC; i++) { acc[0].dB[i] += acc[th].dB[i]; acc[0].dC[i] += acc[th].dC[i]; }
-        for (int64_t i = 0; i < D; i++) { acc[0].dD[i] += acc[th].dD[i]; acc[0].dbias[i] += acc[th].dbias[i]; }
+    /* the sums over work items, in a fixed order */
+    const int64_t nA = D * N * cf;
+    if (gr->dA)
+        for (int64_t i = 0; i < nA; i++) {
+            float acc = 0;
+            for (int64_t b = 0; b < batch; b++) acc += pg.dA[b * nA + i];
+            gr->dA[i] = acc;
+        }
+    for (int64_t d = 0; d < D; d++) {
+        float aD = 0, ab = 0;
+        for (int64_t b = 0; b < batch; b++) aD += pg.dD[b * D + d], ab += pg.dbias[b * D + d];
+        if (gr->dD_skip) gr->dD_skip[d] = aD;
+        if (gr->ddelta_bias) gr->ddelta_bias[d] = ab;
     }
-    if (gr->dA) memcpy(gr->dA, acc[0].dA, (size_t)nA * sizeof(float));
-    if (gr->dD_skip) memcpy(gr->dD_skip, acc[0].dD, (size_t)D * sizeof(float));
-    if (gr->ddelta_bias) memcpy(gr->ddelta_bias, acc[0].dbias, (size_t)D * sizeof(float));
     if (!selective) {
-        if (gr->dB) memcpy(gr->dB, acc[0].dB, (size_t)nA * sizeof(float));
-        if (gr->dC) memcpy(gr->dC, acc[0].dC, (size_t)nA * sizeof(float));
+        for (int64_t i = 0; i < nA; i++) {
+            float aB = 0, aC = 0;
+            for (int64_t b = 0; b < batch; b++) aB += pg.dB[b * nA + i], aC += pg.dC[b * nA + i];
+            if (gr->dB) gr->dB[i] = aB;
+            if (gr->dC) gr->dC[i] = aC;
+        }
     } else {
-        /* scatter (batch, L, G, N) through bc_strides */
-        for (int64_t b = 0; b < p->batch; b++)
-            for (int64_t t = 0; t < L; t++)
-                for (int64_t g = 0; g < p->G; g++)
-                    for (int64_t n = 0; n < N; n++) {
-                        int64_t k = bc_sel_at(p, b, t, g, n), a = ((b * L + t) * p->G + g) * N + n;
+        /* dB[b, t, g, n] = the sum over the runs of group g, scattered through bc_strides */
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t t = 0; t < L; t++)
+                    for (int64_t n = 0; n < N; n++)
                         for (int c = 0; c < cf; c++) {
-                            if (gr->dB) gr->dB[cf * k + c] = acc[0].dB[cf * a + c];
-                            if (gr->dC) gr->dC[cf * k + c] = acc[0].dC[cf * a + c];
+                            float aB = 0, aC = 0;
+                            for (int64_t r = 0; r < runs; r++) {
+                                int64_t o = (((b * G + g) * runs + r) * L + t) * N * cf + n * cf + c;
+                                aB += pg.sB[o], aC += pg.sC[o];
+                            }
+                            int64_t k = bc_sel_at(p, b, t, g, n);
+                            if (gr->dB) gr->dB[cf * k + c] = aB;
+                            if (gr->dC) gr->dC[cf * k + c] = aC;
                         }
-                    }
     }
-    for (int th = 0; th < nthreads; th++) {
-        free(acc[th].dA); free(acc[th].dB); free(acc[th].dC); free(acc[th].dD); free(acc[th].dbias);
-    }
-    free(acc);
+    free(pg.dA); free(pg.dD); free(pg.dbias); free(pg.dB); free(pg.dC); free(pg.sB); free(pg.sC);
 }

@@ -70,7 +70,10 @@ typedef struct {
 } ssm_scan_grads;
 
 /* Backward: dy through x_strides, dh_out (batch, D, N[, 2]) or NULL.  Recomputes states per chunk
- * instead of storing (batch, L, D, N).  Gradients are written (not accumulated). */
+ * instead of storing (batch, L, D, N).  Gradients are written (not accumulated), and are the same
+ * bits for any thread count (sums over channels and batch run in a fixed order).
+ * Both functions keep no state between calls and may be called from several threads at once; a
+ * call under 2^20 state updates (a decoding step) runs on the calling thread only. */
 void selective_scan_backward(const ssm_scan_params *p, const float *dy, const float *dh_out,
                              const ssm_scan_grads *g);
 
