@@ -1,11 +1,11 @@
 #!/usr/bin/env bats
 # ssm-kernel: the kernel three ways from the shell, --apply, --backward, --dt/--rate, errors.
 # Kernels are compared through `ssm-tensor info` statistics (the unit tests compare them
-# elementwise); convolutions elementwise against numpy through tests/bats/ssmstream.py.
+# elementwise); convolutions elementwise against numpy through tests/ref/ssm_stream.py.
 
 setup() {
     TMP=$(mktemp -d)
-    MK="$BATS_TEST_DIRNAME/ssmstream.py"   # hand-made streams (ssm-discretize's test helper)
+    MK="$BATS_TEST_DIRNAME/../ref/ssm_stream.py"   # hand-made streams: python3 "$MK" make make SPEC...
 }
 teardown() {
     rm -rf "$TMP"
@@ -50,12 +50,12 @@ stats() {
     [ "$a" = "$b" ]
 }
 
-# same_k A B TOL: ||K_A - K_B|| / ||K_B|| < TOL, elementwise through ssmstream.py
+# same_k A B TOL: ||K_A - K_B|| / ||K_B|| < TOL, through tests/ref/ssm_stream.py
 same_k() {
     python3 - "$1" "$2" "$3" "$BATS_TEST_DIRNAME" <<'PY'
 import math, sys
-sys.path.insert(0, sys.argv[4])
-from ssmstream import read_stream
+sys.path.insert(0, sys.argv[4] + "/../ref")
+from ssm_stream import read_stream
 a = read_stream(open(sys.argv[1], "rb").read())["K"][3]
 b = read_stream(open(sys.argv[2], "rb").read())["K"][3]
 assert len(a) == len(b) > 0
@@ -113,34 +113,34 @@ PY
 }
 
 @test "missing and misshapen tensors: one line naming the tensor, exit 1" {
-    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    run sh -c "python3 '$MK' make Abar:c64:2x4:randn Bbar:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
     [ "$output" = "ssm-kernel: missing tensor 'C' (expected the output vector of the SSM, (H, N) or (H, M) complex)" ]
-    run sh -c "python3 '$MK' Lambda:c64:2x4:randn B:c64:2x4:randn C:c64:2x4:randn dt:f32:2:const=0.1 | ssm-kernel -L 10 > /dev/null"
+    run sh -c "python3 '$MK' make Lambda:c64:2x4:randn B:c64:2x4:randn C:c64:2x4:randn dt:f32:2:const=0.1 | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'P'"* ]]
-    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:3x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    run sh -c "python3 '$MK' make Abar:c64:2x4:randn Bbar:c64:3x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
     [ "$output" = "ssm-kernel: tensor 'Bbar': expected shape [2, 4], got [3, 4]" ]
-    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:2x4:randn C:f32:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    run sh -c "python3 '$MK' make Abar:c64:2x4:randn Bbar:c64:2x4:randn C:f32:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: tensor 'Abar': expected a real float dtype"* ]]
-    run sh -c "python3 '$MK' Abar:c64:2x4:randn+nan Bbar:c64:2x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    run sh -c "python3 '$MK' make Abar:c64:2x4:randn+nan Bbar:c64:2x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: "*"Abar"* ]]
     # an unstable system is refused, not written as inf/NaN
-    run sh -c "python3 '$MK' Abar:f64:1x2:list=3,0.5 Bbar:f64:1x2:const=1 C:f64:1x2:const=1 | ssm-kernel -L 2000 > /dev/null"
+    run sh -c "python3 '$MK' make Abar:f64:1x2:list=3,0.5 Bbar:f64:1x2:const=1 C:f64:1x2:const=1 | ssm-kernel -L 2000 > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: kernel: not finite"* ]]
 }
 
 # check_conv FILE DIR [K2]: y == causal_conv(u, K) (+ the anti-causal K2) + D u elementwise, by
-# the direct sum in Python (no numpy: the python3 on PATH may lack it)
+# the direct sum in Python
 check_conv() {
     python3 - "$@" <<'PY'
 import math, sys
-sys.path.insert(0, sys.argv[2])
-from ssmstream import read_stream
+sys.path.insert(0, sys.argv[2] + "/../ref")
+from ssm_stream import read_stream
 t = read_stream(open(sys.argv[1], "rb").read())
 u_dims, u = t["u"][1], t["u"][3]
 Bt, H, L = u_dims
@@ -167,7 +167,7 @@ PY
 }
 
 @test "--apply: y = K * u + D u elementwise (numpy reference); L from u; f32 and f64" {
-    { ssm-discretize --init s4d-lin -N 16 -H 4 --seed 1; python3 "$MK" u:f32:2x4x300:randn; } > "$TMP/in"
+    { ssm-discretize --init s4d-lin -N 16 -H 4 --seed 1; python3 "$MK" make u:f32:2x4x300:randn; } > "$TMP/in"
     ssm-kernel --apply "$TMP/in" > "$TMP/y32"
     ssm-tensor info "$TMP/y32" | grep -q '^y  *f32 \[2, 4, 300\]'
     ssm-tensor info "$TMP/y32" | grep -q '^K  *f32 \[4, 300\]'
@@ -180,19 +180,19 @@ PY
 }
 
 @test "--apply with a K on the stream and no SSM; --bidirectional with K2" {
-    python3 "$MK" K:f32:3x64:randn K2:f32:3x64:randn u:f32:1x3x64:randn D:f32:3:randn > "$TMP/in"
+    python3 "$MK" make K:f32:3x64:randn K2:f32:3x64:randn u:f32:1x3x64:randn D:f32:3:randn > "$TMP/in"
     ssm-kernel --apply "$TMP/in" > "$TMP/causal"
     check_conv "$TMP/causal" "$BATS_TEST_DIRNAME"
     ssm-kernel --apply --bidirectional "$TMP/in" > "$TMP/bidir"
     ssm-tensor info "$TMP/bidir" | grep -q 'bidirectional=1'
     check_conv "$TMP/bidir" "$BATS_TEST_DIRNAME" K2
-    run sh -c "python3 '$MK' K:f32:3x64:randn | ssm-kernel --apply > /dev/null"
+    run sh -c "python3 '$MK' make K:f32:3x64:randn | ssm-kernel --apply > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'u'"* ]]
 }
 
 @test "--bidirectional from an SSM of 2H channels: the second half is K2" {
-    { ssm-discretize --init s4d-lin -N 8 -H 6; python3 "$MK" u:f32:2x3x50:randn; } > "$TMP/in"
+    { ssm-discretize --init s4d-lin -N 8 -H 6; python3 "$MK" make u:f32:2x3x50:randn; } > "$TMP/in"
     ssm-kernel --apply --bidirectional "$TMP/in" > "$TMP/out"
     ssm-tensor info "$TMP/out" | grep -q '^y  *f32 \[2, 3, 50\]'
     ssm-tensor info "$TMP/out" | grep -q '^K  *f32 \[6, 50\]'
@@ -203,12 +203,12 @@ PY
 }
 
 @test "--backward: dK -> dlog_dt, dA, dB, dC; dy -> du, dK, dD and on to the S4D parameters" {
-    { ssm-discretize --init s4d-inv -N 16 -H 4 --dtype f64; python3 "$MK" dK:f64:4x100:randn; } | ssm-kernel --backward > "$TMP/g"
+    { ssm-discretize --init s4d-inv -N 16 -H 4 --dtype f64; python3 "$MK" make dK:f64:4x100:randn; } | ssm-kernel --backward > "$TMP/g"
     for t in dlog_dt dA dB dC; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
     ssm-tensor info "$TMP/g" | grep -q '^dA  *c128 \[4, 8\]'
-    { ssm-discretize --init s4d-inv -N 16 -H 4; python3 "$MK" u:f32:2x4x100:randn dy:f32:2x4x100:randn; } | ssm-kernel --backward > "$TMP/h"
+    { ssm-discretize --init s4d-inv -N 16 -H 4; python3 "$MK" make u:f32:2x4x100:randn dy:f32:2x4x100:randn; } | ssm-kernel --backward > "$TMP/h"
     for t in du dK dD dlog_dt dA dB dC; do ssm-tensor info "$TMP/h" | grep -q "^$t "; done
-    run sh -c "{ ssm-discretize --init legs -N 8 --form dplr; python3 '$MK' dK:f32:1x10:randn; } | ssm-kernel --backward > /dev/null"
+    run sh -c "{ ssm-discretize --init legs -N 8 --form dplr; python3 '$MK' make dK:f32:1x10:randn; } | ssm-kernel --backward > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == *"complex diagonal (S4D) form"* ]]
     run sh -c "ssm-discretize --init s4d-inv -N 8 | ssm-kernel --backward > /dev/null"
@@ -218,18 +218,18 @@ PY
 
 @test "--layer: a checkpoint's S4D layer gives the kernel of the same diagonal system" {
     L="layers.0.ssm"
-    python3 "$MK" $L.log_dt:f64:1:list=-3 $L.A_real_log:f64:1x2:list=-0.6931471805599453,0 \
+    python3 "$MK" make $L.log_dt:f64:1:list=-3 $L.A_real_log:f64:1x2:list=-0.6931471805599453,0 \
         $L.A_imag:f64:1x2:list=0,3.14 $L.B:c128:1x2:list=1,0,1,0 $L.C:c128:1x2:list=0.5,0.2,-0.3,0.1 \
         $L.D:f64:1:list=0.7 > "$TMP/layer"
     ssm-kernel --layer $L -L 500 "$TMP/layer" > "$TMP/a"
-    python3 "$MK" A:c128:1x2:list=-0.5,0,-1,3.14:form=diag,method=zoh B:c128:1x2:list=1,0,1,0 \
+    python3 "$MK" make A:c128:1x2:list=-0.5,0,-1,3.14:form=diag,method=zoh B:c128:1x2:list=1,0,1,0 \
         C:c128:1x2:list=0.5,0.2,-0.3,0.1 dt:f64:1:list=0.049787068367863944 | ssm-kernel -L 500 > "$TMP/b"
     [ -n "$(stats "$TMP/a" K)" ]
     [ "$(stats "$TMP/a" K)" = "$(stats "$TMP/b" K)" ]
     # the layer's tensors pass back unchanged, no stray A/B/C/dt appear
     ssm-tensor info "$TMP/a" | grep -q "^$L.A_imag "
     ! ssm-tensor info "$TMP/a" | grep -q '^A '
-    { cat "$TMP/layer"; python3 "$MK" dK:f64:1x500:randn; } | ssm-kernel --layer $L --backward > "$TMP/g"
+    { cat "$TMP/layer"; python3 "$MK" make dK:f64:1x500:randn; } | ssm-kernel --layer $L --backward > "$TMP/g"
     for t in dlog_dt dA dB dC dA_real_log dA_imag; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
     run sh -c "ssm-tensor cat '$TMP/layer' | ssm-kernel --layer layers.1.ssm -L 10 > /dev/null"
     [ "$status" -eq 1 ]
