@@ -104,7 +104,7 @@ check-sanitize: $(BUILD)/.deps-test
 	@$(MAKE) --no-print-directory BUILD=build-san BIN=build-san/bin NO_CUDA=1 OPT=-O1 \
 	    EXTRA_CFLAGS="$(SAN_FLAGS)" EXTRA_LDFLAGS="$(SAN_FLAGS)" all sanitize-unit-bins
 	@echo "== the same suite under ASan+UBSan =="
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1 SSM_SANITIZE=1 \
 	    sh tests/run.sh build-san/bin build-san
 sanitize-unit-bins: $(UNIT_BINS)
