@@ -10,6 +10,7 @@
 #include "cli.h"
 
 #include <cairo-svg.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,23 @@ static void check_cairo(ssm_figure *fig, const char *what) {
     if (st != CAIRO_STATUS_SUCCESS) ssm_die("%s: cairo: %s", what, cairo_status_to_string(st));
 }
 
+/* Figures alive, so that an exit through ssm_die can still release them. */
+#define MAX_LIVE_FIGURES 8
+static ssm_figure *live_figures[MAX_LIVE_FIGURES];
+
+void ssm_plot_release_all(void) {
+    for (int i = 0; i < MAX_LIVE_FIGURES; i++)
+        if (live_figures[i]) ssm_figure_free(live_figures[i]);
+    cairo_debug_reset_static_data();
+    FcFini();
+}
+
 void ssm_figure_init(ssm_figure *fig, int format, double width, double height, double scale) {
+    static int registered;
+    if (!registered) { atexit(ssm_plot_release_all); registered = 1; }
     memset(fig, 0, sizeof *fig);
+    for (int i = 0; i < MAX_LIVE_FIGURES; i++)
+        if (!live_figures[i]) { live_figures[i] = fig; break; }
     fig->format = format;
     fig->width = width;
     fig->height = height;
@@ -80,6 +96,8 @@ const unsigned char *ssm_figure_finish(ssm_figure *fig, size_t *len) {
 }
 
 void ssm_figure_free(ssm_figure *fig) {
+    for (int i = 0; i < MAX_LIVE_FIGURES; i++)
+        if (live_figures[i] == fig) live_figures[i] = NULL;
     if (fig->cr) cairo_destroy(fig->cr);
     if (fig->surface) cairo_surface_destroy(fig->surface);
     free(fig->buf);

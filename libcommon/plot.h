@@ -40,6 +40,9 @@ void ssm_figure_init(ssm_figure *fig, int format, double width, double height, d
 /* Finishes drawing and returns the encoded file (PNG or SVG bytes, owned by fig) in *len. */
 const unsigned char *ssm_figure_finish(ssm_figure *fig, size_t *len);
 void ssm_figure_free(ssm_figure *fig);
+/* Frees every figure still alive and cairo's and fontconfig's process-wide caches (registered with
+ * atexit by the first ssm_figure_init, so leak checkers see a clean exit, error exits included). */
+void ssm_plot_release_all(void);
 
 /* x is a strided sequence of n values (x[0], x[stride], ...).  Writes npix values to out: when
  * n > npix, out[j] is the value of largest |x| among the samples i with floor(i*npix/n) == j (NaN
