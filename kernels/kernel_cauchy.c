@@ -1,0 +1,304 @@
+/* kernel_cauchy.c - the kernel of a DPLR SSM by S4's algorithm (REFERENCE.md section 5, "DPLR").
+ *
+ *   dt (H); Lambda, B, C (H, M) complex; P (H, R, M) complex  ->  K (H, L) real.
+ *
+ * The state matrix (eigenbasis) is A = diag(Lambda) - sum_r P_r P_r^*, discretized bilinearly.
+ * Only one mode of each conjugate pair is stored (conj=half): the full N = 2M vectors are
+ * [x; conj(x)], so every full inner product is a half sum plus its conjugate term.
+ *
+ * Per channel:
+ *  1. Ctilde = C (I - Abar^L).  The row vector C Abar^L is advanced L times by the O(M R) step
+ *     c <- c M1^{-1} M2 with M1 = I - dt/2 A, M2 = I + dt/2 A (Woodbury for M1^{-1}: the R x R
+ *     matrix S = 2/dt I + P^* D1^{-1} P is real, see below).  O(M R L) time, O(M) memory.
+ *  2. w_k = exp(-2 pi i k / L), k = 0..L/2;  z_k = (2/dt)(1 - w)/(1 + w) = (2i/dt) tan(pi k / L)
+ *     (purely imaginary, computed from the half angle, no cancellation) and 2/(1 + w) =
+ *     exp(i pi k / L) / cos(pi k / L).  At w = -1 (k = L/2, L even) the limit is exact:
+ *     (I + Abar)^{-1} Bbar = dt/2 B, so Khat = dt/2 Ctilde B.  At w = 1 (k = 0, z = 0) the
+ *     resolvent (0 - A)^{-1} does not exist when A is singular (FouT: Lambda has an exact zero
+ *     pair), although Khat(1) = sum_l K_l is finite: step 1 accumulates that sum on the way
+ *     (K_l = (C Abar^l) Bbar with Bbar from the same Woodbury factors), and k = 0 uses it.
+ *  3. The (R+1)^2 Cauchy sums T[a][b](z) = sum_n a_n b_n / (z - Lambda_n) + conj(a_n b_n) /
+ *     (z - conj Lambda_n), a in {Ctilde, conj P_1..R}, b in {B, P_1..R}  (T[0][0] = r_CB,
+ *     T[0][j] = r_CP, T[i][0] = r_PB, T[i][j] = r_PP).  With z = i y the two reciprocals are real
+ *     formulas; each sum then costs 4 multiply-adds per mode.  O(M L) time (the naive Cauchy
+ *     product), O(M + L) memory.
+ *  4. Woodbury: Khat = (2/(1+w)) (r_CB - r_CP (I + R_PP)^{-1} r_PB).
+ *  5. K = irfft(Khat, L) (FFTW c2r of length L, divided by L).
+ */
+#include <complex.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fftw_cache.h"
+#include "ssm_kernel.h"
+
+#define CAUCHY_MAX_RANK 8
+
+/* Solves the n x n complex system X a = b in place (Gaussian elimination, partial pivoting);
+ * a is row-major n x n, b has n entries and receives the solution.  Returns -1 if singular. */
+static int solve_small_complex(int n, double complex *a, double complex *b) {
+    for (int k = 0; k < n; k++) {
+        int p = k;
+        for (int i = k + 1; i < n; i++) if (cabs(a[i * n + k]) > cabs(a[p * n + k])) p = i;
+        if (a[p * n + k] == 0) return -1;
+        if (p != k) {
+            for (int j = 0; j < n; j++) { double complex t = a[k * n + j]; a[k * n + j] = a[p * n + j]; a[p * n + j] = t; }
+            double complex t = b[k]; b[k] = b[p]; b[p] = t;
+        }
+        for (int i = k + 1; i < n; i++) {
+            double complex f = a[i * n + k] / a[k * n + k];
+            for (int j = k; j < n; j++) a[i * n + j] -= f * a[k * n + j];
+            b[i] -= f * b[k];
+        }
+    }
+    for (int k = n - 1; k >= 0; k--) {
+        double complex s = b[k];
+        for (int j = k + 1; j < n; j++) s -= a[k * n + j] * b[j];
+        b[k] = s / a[k * n + k];
+    }
+    return 0;
+}
+
+/* Per-thread scratch. */
+typedef struct {
+    double complex *ct;                           /* M: Ctilde */
+    double *cr, *ci, *vr, *vi, *idr, *idi;        /* M each: c, v, 1/d1 (split re/im) */
+    double *d2r, *d2i, *bbr, *bbi;                /* M each: d2, Bbar */
+    double *Pr, *Pi, *qr, *qi;                    /* R*M each: P, conj(P)/d1 */
+    double *lr, *li, *sr, *si, *dr, *di;          /* M each */
+    double *pr, *pi;                              /* (R+1)^2 * M: products a_n b_n */
+    fftw_complex *khat;                           /* L/2 + 1 */
+    double *out;                                  /* L */
+} cauchy_work;
+
+static void work_alloc(cauchy_work *w, int64_t M, int64_t R, int64_t L) {
+    size_t m = (size_t)(M > 0 ? M : 1), q = (size_t)((R + 1) * (R + 1)), r = (size_t)R;
+    w->ct = ssm_xmalloc(sizeof(double complex) * m);
+    double *d = ssm_xmalloc(sizeof(double) * m * (16 + 4 * r + 2 * q));
+    w->cr = d; w->ci = d + m; w->vr = d + 2 * m; w->vi = d + 3 * m; w->idr = d + 4 * m; w->idi = d + 5 * m;
+    w->d2r = d + 6 * m; w->d2i = d + 7 * m; w->bbr = d + 8 * m; w->bbi = d + 9 * m;
+    w->lr = d + 10 * m; w->li = d + 11 * m; w->sr = d + 12 * m; w->si = d + 13 * m; w->dr = d + 14 * m;
+    w->di = d + 15 * m;
+    w->Pr = d + 16 * m; w->Pi = w->Pr + r * m; w->qr = w->Pi + r * m; w->qi = w->qr + r * m;
+    w->pr = w->qi + r * m; w->pi = w->pr + q * m;
+    w->khat = fftw_malloc(sizeof(fftw_complex) * (size_t)(L / 2 + 1));
+    w->out = fftw_malloc(sizeof(double) * (size_t)L);
+    if (!w->khat || !w->out) ssm_die("cauchy kernel: out of memory (L = %lld)", (long long)L);
+}
+static void work_free(cauchy_work *w) {
+    free(w->ct); free(w->cr); fftw_free(w->khat); fftw_free(w->out);
+}
+
+/* Step 1: w->ct = C (I - Abar^L), and *ksum = sum_l K_l.  P is (R, M).
+ * Vectors are split into re/im arrays so that each pass over the modes vectorizes. */
+static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
+                  const double complex *P, const double complex *B, const double complex *C,
+                  cauchy_work *w, double *ksum) {
+    double *cr = w->cr, *ci = w->ci, *vr = w->vr, *vi = w->vi, *idr = w->idr, *idi = w->idi;
+    double *d2r = w->d2r, *d2i = w->d2i, *bbr = w->bbr, *bbi = w->bbi;
+    double *Pr = w->Pr, *Pi = w->Pi, *qr = w->qr, *qi = w->qi;
+    double h = dt / 2, S[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    for (int64_t n = 0; n < M; n++) {
+        double complex inv = 1 / (1 - h * lam[n]), d2 = 1 + h * lam[n];
+        idr[n] = creal(inv); idi[n] = cimag(inv);
+        d2r[n] = creal(d2); d2i[n] = cimag(d2);
+        cr[n] = creal(C[n]); ci[n] = cimag(C[n]);
+    }
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t n = 0; n < M; n++) {
+            double complex p = P[r * M + n], q = conj(p) * (idr[n] + I * idi[n]);
+            Pr[r * M + n] = creal(p); Pi[r * M + n] = cimag(p);
+            qr[r * M + n] = creal(q); qi[r * M + n] = cimag(q);
+        }
+    /* S[i][j] = 2/dt delta_ij + 2 Re sum_n conj(P_in) P_jn / d1_n  (real, R x R); Sinv by
+     * solving against the unit vectors (complex solver on a real matrix). */
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < R; j++) {
+            double s = 0;
+            for (int64_t n = 0; n < M; n++) s += qr[i * M + n] * Pr[j * M + n] - qi[i * M + n] * Pi[j * M + n];
+            S[i * R + j] = (i == j ? 2 / dt : 0) + 2 * s;
+        }
+    for (int64_t j = 0; j < R; j++) {
+        double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], b[CAUCHY_MAX_RANK];
+        for (int64_t i = 0; i < R * R; i++) a[i] = S[i];
+        for (int64_t i = 0; i < R; i++) b[i] = i == j;
+        if (solve_small_complex((int)R, a, b)) return -1;
+        for (int64_t i = 0; i < R; i++) Sinv[i * R + j] = creal(b[i]);
+    }
+    /* Bbar = M1^{-1} dt B (Woodbury, column form): y = D1^{-1} dt B, t = P^* y (real, full sum),
+     * Bbar = y - D1^{-1} P Sinv t.  During the steps ksum = sum_l (C Abar^l) Bbar = sum_l K_l,
+     * the value of Khat at w = 1 (see step 2). */
+    {
+        double t[CAUCHY_MAX_RANK], x[CAUCHY_MAX_RANK];
+        double complex *y = w->ct;   /* scratch until the end */
+        for (int64_t n = 0; n < M; n++) y[n] = dt * B[n] * (idr[n] + I * idi[n]);
+        for (int64_t i = 0; i < R; i++) {
+            double complex s = 0;
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * y[n];
+            t[i] = 2 * creal(s);
+        }
+        for (int64_t i = 0; i < R; i++) {
+            x[i] = 0;
+            for (int64_t j = 0; j < R; j++) x[i] += Sinv[i * R + j] * t[j];
+        }
+        for (int64_t n = 0; n < M; n++) {
+            double complex b = y[n];
+            for (int64_t j = 0; j < R; j++) b -= (idr[n] + I * idi[n]) * P[j * M + n] * x[j];
+            bbr[n] = creal(b);
+            bbi[n] = cimag(b);
+        }
+    }
+    double ks = 0;
+    for (int64_t step = 0; step < L; step++) {
+        /* pass 1: ks += (c Bbar) (full sum); v = c D1^{-1}; alpha_j = (v P_j) (full sum, real) */
+        double alpha[CAUCHY_MAX_RANK], beta[CAUCHY_MAX_RANK], gamma[CAUCHY_MAX_RANK];
+        double s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t n = 0; n < M; n++) {
+            s += cr[n] * bbr[n] - ci[n] * bbi[n];
+            vr[n] = cr[n] * idr[n] - ci[n] * idi[n];
+            vi[n] = cr[n] * idi[n] + ci[n] * idr[n];
+        }
+        ks += 2 * s;
+        for (int64_t j = 0; j < R; j++) {
+            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            double a = 0;
+#pragma omp simd reduction(+ : a)
+            for (int64_t n = 0; n < M; n++) a += vr[n] * pr[n] - vi[n] * pi[n];
+            alpha[j] = 2 * a;
+        }
+        for (int64_t j = 0; j < R; j++) {
+            beta[j] = 0;
+            for (int64_t i = 0; i < R; i++) beta[j] += alpha[i] * Sinv[i * R + j];
+        }
+        /* pass 2: u = v - beta conj(P) D1^{-1} (into v); gamma_j = (u P_j) (real) */
+        for (int64_t j = 0; j < R; j++) {
+            const double *q_r = qr + j * M, *q_i = qi + j * M;
+            double b = beta[j];
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) { vr[n] -= b * q_r[n]; vi[n] -= b * q_i[n]; }
+        }
+        for (int64_t j = 0; j < R; j++) {
+            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            double g = 0;
+#pragma omp simd reduction(+ : g)
+            for (int64_t n = 0; n < M; n++) g += vr[n] * pr[n] - vi[n] * pi[n];
+            gamma[j] = 2 * g;
+        }
+        /* pass 3: c = u D2 - dt/2 sum_j gamma_j conj(P_j) */
+#pragma omp simd
+        for (int64_t n = 0; n < M; n++) {
+            cr[n] = vr[n] * d2r[n] - vi[n] * d2i[n];
+            ci[n] = vr[n] * d2i[n] + vi[n] * d2r[n];
+        }
+        for (int64_t j = 0; j < R; j++) {
+            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            double g = h * gamma[j];
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) { cr[n] -= g * pr[n]; ci[n] += g * pi[n]; }
+        }
+    }
+    for (int64_t n = 0; n < M; n++) w->ct[n] = C[n] - (cr[n] + I * ci[n]);
+    *ksum = ks;
+    return 0;
+}
+
+static int cauchy_channel(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
+                          const double complex *P, const double complex *B,
+                          const double complex *C, double *K, cauchy_work *w, fftw_plan c2r) {
+    double ksum;
+    if (ctilde(M, R, L, dt, lam, P, B, C, w, &ksum)) return -1;
+    int64_t Q = R + 1, nf = L / 2 + 1;
+    /* products a_n b_n for a in {Ctilde, conj P_i}, b in {B, P_j} */
+    for (int64_t i = 0; i < Q; i++)
+        for (int64_t j = 0; j < Q; j++)
+            for (int64_t n = 0; n < M; n++) {
+                double complex a = i == 0 ? w->ct[n] : conj(P[(i - 1) * M + n]);
+                double complex b = j == 0 ? B[n] : P[(j - 1) * M + n];
+                double complex ab = a * b;
+                w->pr[(i * Q + j) * M + n] = creal(ab);
+                w->pi[(i * Q + j) * M + n] = cimag(ab);
+            }
+    for (int64_t n = 0; n < M; n++) { w->lr[n] = creal(lam[n]); w->li[n] = cimag(lam[n]); }
+    for (int64_t k = 0; k < nf; k++) {
+        double complex khat;
+        if (k == 0) {       /* w = 1, z = 0: sum_l K_l from step 1 (A may be singular) */
+            khat = ksum;
+        } else if (2 * k == L) {   /* w = -1: exactly dt/2 Ctilde B (full sum) */
+            double s = 0;
+            for (int64_t n = 0; n < M; n++) s += w->pr[n];
+            khat = dt * s;
+        } else {
+            double half = M_PI * (double)k / (double)L;
+            double y = (2 / dt) * tan(half);
+            double complex g = cexp(I * half) / cos(half);
+            const double *lr = w->lr, *li = w->li;
+            double *sr = w->sr, *si = w->si, *dr = w->dr, *di = w->di;
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) {
+                /* r1 = 1/(iy - Lambda), r2 = 1/(iy - conj Lambda) */
+                double a = -lr[n], b1 = y - li[n], b2 = y + li[n];
+                double i1 = 1 / (a * a + b1 * b1), i2 = 1 / (a * a + b2 * b2);
+                double r1r = a * i1, r1i = -b1 * i1, r2r = a * i2, r2i = -b2 * i2;
+                sr[n] = r1r + r2r; si[n] = r1i + r2i;
+                dr[n] = r1r - r2r; di[n] = r1i - r2i;
+            }
+            double complex T[(CAUCHY_MAX_RANK + 1) * (CAUCHY_MAX_RANK + 1)];
+            for (int64_t q = 0; q < Q * Q; q++) {
+                const double *vr = w->pr + q * M, *vi = w->pi + q * M;
+                double re = 0, im = 0;
+#pragma omp simd reduction(+ : re, im)
+                for (int64_t n = 0; n < M; n++) {
+                    re += vr[n] * sr[n] - vi[n] * di[n];
+                    im += vr[n] * si[n] + vi[n] * dr[n];
+                }
+                T[q] = re + I * im;
+            }
+            khat = T[0];
+            if (R > 0) {   /* Woodbury: - r_CP (I + R_PP)^{-1} r_PB */
+                double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], x[CAUCHY_MAX_RANK];
+                for (int64_t i = 0; i < R; i++) {
+                    for (int64_t j = 0; j < R; j++) a[i * R + j] = (i == j) + T[(i + 1) * Q + j + 1];
+                    x[i] = T[(i + 1) * Q];
+                }
+                if (solve_small_complex((int)R, a, x)) return -1;
+                for (int64_t j = 0; j < R; j++) khat -= T[j + 1] * x[j];
+            }
+            khat *= g;
+        }
+        w->khat[k] = khat;   /* fftw_complex is double complex when <complex.h> comes first */
+    }
+    fftw_execute_dft_c2r(c2r, w->khat, w->out);
+    int bad = 0;
+    for (int64_t l = 0; l < L; l++) {
+        K[l] = w->out[l] / (double)L;
+        if (!isfinite(K[l])) bad = 1;
+    }
+    return bad ? -1 : 0;
+}
+
+int cauchy_kernel_dplr(int64_t H, int64_t M, int64_t R, int64_t L, const double *dt,
+                       const double *Lambda, const double *P, const double *B, const double *C,
+                       double *K) {
+    if (R < 0 || R > CAUCHY_MAX_RANK) ssm_die("cauchy kernel: rank %lld of P is not in 0..%d", (long long)R, CAUCHY_MAX_RANK);
+    if (H <= 0 || L <= 0) return 0;
+    fftw_plan r2c, c2r;
+    fftw_cached_plans(L, &r2c, &c2r);
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        cauchy_work w;
+        work_alloc(&w, M, R, L);
+#pragma omp for schedule(dynamic)
+        for (int64_t h = 0; h < H; h++)
+            if (cauchy_channel(M, R, L, dt[h], (const double complex *)(Lambda + 2 * h * M),
+                               (const double complex *)(P + 2 * h * R * M),
+                               (const double complex *)(B + 2 * h * M),
+                               (const double complex *)(C + 2 * h * M), K + h * L, &w, c2r))
+                failed = 1;
+        work_free(&w);
+    }
+    return failed ? -1 : 0;
+}

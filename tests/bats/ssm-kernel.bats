@@ -1,0 +1,198 @@
+#!/usr/bin/env bats
+# ssm-kernel: the kernel three ways from the shell, --apply, --backward, --dt/--rate, errors.
+# Kernels are compared through `ssm-tensor info` statistics (the unit tests compare them
+# elementwise); convolutions elementwise against numpy through tests/bats/ssmstream.py.
+
+setup() {
+    TMP=$(mktemp -d)
+    MK="$BATS_TEST_DIRNAME/ssmstream.py"   # hand-made streams (ssm-discretize's test helper)
+}
+teardown() {
+    rm -rf "$TMP"
+}
+
+# the "min .. max .. mean .." line of tensor $2 in stream file $1
+stats() {
+    ssm-tensor info "$1" | awk -v n="$2" '$1 == n {on = 1; next} on && /min/ {print; exit}'
+}
+
+@test "help, version, usage errors" {
+    run ssm-kernel --help
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"--method"* ]]
+    run ssm-kernel --version
+    [ "$status" -eq 0 ]
+    run ssm-kernel --bogus
+    [ "$status" -eq 2 ]
+    [[ "$output" == "ssm-kernel: "* ]]
+    run ssm-kernel -L 0 < /dev/null
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--length"* ]]
+    run ssm-kernel -L -3 < /dev/null
+    [ "$status" -eq 2 ]
+    run ssm-kernel -L 10 --method fast < /dev/null
+    [ "$status" -eq 2 ]
+}
+
+@test "empty input: names what is missing" {
+    run ssm-kernel -L 10 < /dev/null
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensors: "* ]]
+}
+
+@test "cauchy (dplr) and naive (dense) give the same kernel for legs" {
+    ssm-discretize --init legs -N 64 -H 3 --form dplr --dt 0.01 --dtype f64 --seed 3 | ssm-kernel -L 1000 > "$TMP/dplr"
+    ssm-discretize --init legs -N 64 -H 3 --method bilinear --dt 0.01 --dtype f64 --seed 3 | ssm-kernel -L 1000 > "$TMP/dense"
+    ssm-tensor info "$TMP/dplr" | grep -q "method=cauchy"
+    ssm-tensor info "$TMP/dense" | grep -q "method=naive"
+    a=$(stats "$TMP/dplr" K); b=$(stats "$TMP/dense" K)
+    [ -n "$a" ]
+    [ "$a" = "$b" ]
+}
+
+@test "every HiPPO init: dplr and dense agree from the shell (N 32, L 777)" {
+    for init in legs legt lagt fout; do
+        a=$(ssm-discretize --init $init -N 32 --form dplr --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
+        b=$(ssm-discretize --init $init -N 32 -m bilinear --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
+        echo "$init: $a | $b"
+        [ "$a" = "$b" ]
+    done
+}
+
+@test "vandermonde on s4d inits, real and complex; K has the right shape and attributes" {
+    for init in s4d-lin s4d-inv s4d-legs s4d-real mamba; do
+        ssm-discretize --init $init -N 16 -H 5 | ssm-kernel -L 333 > "$TMP/k"
+        ssm-tensor info "$TMP/k" | grep -q '^K  *f32 \[5, 333\]'
+        ssm-tensor info "$TMP/k" | grep -q 'method=vandermonde'
+        ssm-tensor info "$TMP/k" | grep -q "init=$init"
+        # the SSM passes through for the next tool
+        ssm-tensor info "$TMP/k" | grep -q '^C '
+        ssm-tensor info "$TMP/k" | grep -q '^dt '
+        stats "$TMP/k" K | grep -Eq 'nonfinite 0|nan 0 +inf 0'
+    done
+}
+
+@test "--rate and --dt recompute from the continuous parameters" {
+    ssm-discretize --init s4d-lin -N 16 -H 3 --dt 0.01 --dtype f64 | ssm-kernel -L 200 --rate 2 > "$TMP/a"
+    ssm-discretize --init s4d-lin -N 16 -H 3 --dt 0.02 --dtype f64 | ssm-kernel -L 200 > "$TMP/b"
+    [ "$(stats "$TMP/a" K)" = "$(stats "$TMP/b" K)" ]
+    [ "$(stats "$TMP/a" dt)" = "$(stats "$TMP/b" dt)" ]
+    [ "$(stats "$TMP/a" Abar)" = "$(stats "$TMP/b" Abar)" ]
+    ssm-discretize --init legs -N 16 --form dplr --dt 0.01 --dtype f64 | ssm-kernel -L 200 --dt 0.03 > "$TMP/c"
+    ssm-discretize --init legs -N 16 -m bilinear --dt 0.01 --dtype f64 | ssm-kernel -L 200 --dt 0.03 > "$TMP/d"
+    [ "$(stats "$TMP/c" K)" = "$(stats "$TMP/d" K)" ]
+}
+
+@test "a form that does not fit the method is a usage error naming both" {
+    run sh -c 'ssm-discretize --init s4d-lin -N 8 | ssm-kernel -L 10 --method cauchy'
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--method cauchy: needs the dplr form, but the input has the diag form"* ]]
+    run sh -c 'ssm-discretize --init legs -N 8 --form dplr | ssm-kernel -L 10 --method vandermonde'
+    [ "$status" -eq 2 ]
+    run sh -c 'ssm-discretize --init legs -N 8 | ssm-kernel -L 10 --method vandermonde'
+    [ "$status" -eq 2 ]
+}
+
+@test "missing and misshapen tensors: one line naming the tensor, exit 1" {
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [ "$output" = "ssm-kernel: missing tensor 'C' (expected the output vector of the SSM, (H, N) or (H, M) complex)" ]
+    run sh -c "python3 '$MK' Lambda:c64:2x4:randn B:c64:2x4:randn C:c64:2x4:randn dt:f32:2:const=0.1 | ssm-kernel -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'P'"* ]]
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:3x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [ "$output" = "ssm-kernel: tensor 'Bbar': expected shape [2, 4], got [3, 4]" ]
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:2x4:randn C:f32:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: tensor 'Abar': expected a real float dtype"* ]]
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn+nan Bbar:c64:2x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: "*"Abar"* ]]
+    # an unstable system is refused, not written as inf/NaN
+    run sh -c "python3 '$MK' Abar:f64:1x2:list=3,0.5 Bbar:f64:1x2:const=1 C:f64:1x2:const=1 | ssm-kernel -L 2000 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: kernel: not finite"* ]]
+}
+
+# check_conv FILE DIR [K2]: y == causal_conv(u, K) (+ the anti-causal K2) + D u elementwise, by
+# the direct sum in Python (no numpy: the python3 on PATH may lack it)
+check_conv() {
+    python3 - "$@" <<'PY'
+import math, sys
+sys.path.insert(0, sys.argv[2])
+from ssmstream import read_stream
+t = read_stream(open(sys.argv[1], "rb").read())
+u_dims, u = t["u"][1], t["u"][3]
+Bt, H, L = u_dims
+y, K = t["y"][3], t["K"][3]
+HK = t["K"][1][0]
+use_k2 = len(sys.argv) > 3 or HK == 2 * H
+K2 = t["K2"][3] if len(sys.argv) > 3 else (K[H * L:] if HK == 2 * H else None)
+D = t["D"][3][:H] if "D" in t else [0.0] * H
+num = den = 0.0
+for b in range(Bt):
+    for h in range(H):
+        row = u[(b * H + h) * L:(b * H + h + 1) * L]
+        for i in range(L):
+            s = D[h] * row[i] + sum(K[h * L + i - j] * row[j] for j in range(i + 1))
+            if use_k2:
+                s += sum(K2[h * L + j - i] * row[j] for j in range(i, L))
+            e = y[(b * H + h) * L + i] - s
+            num += e * e
+            den += s * s
+err = math.sqrt(num / den)
+print("relative error", err)
+sys.exit(0 if err < 1e-5 else 1)
+PY
+}
+
+@test "--apply: y = K * u + D u elementwise (numpy reference); L from u; f32 and f64" {
+    { ssm-discretize --init s4d-lin -N 16 -H 4 --seed 1; python3 "$MK" u:f32:2x4x300:randn; } > "$TMP/in"
+    ssm-kernel --apply "$TMP/in" > "$TMP/y32"
+    ssm-tensor info "$TMP/y32" | grep -q '^y  *f32 \[2, 4, 300\]'
+    ssm-tensor info "$TMP/y32" | grep -q '^K  *f32 \[4, 300\]'
+    check_conv "$TMP/y32" "$BATS_TEST_DIRNAME"
+    ssm-kernel --apply --dtype f64 "$TMP/in" > "$TMP/y64"
+    ssm-tensor info "$TMP/y64" | grep -q '^y  *f64 \[2, 4, 300\]'
+    check_conv "$TMP/y64" "$BATS_TEST_DIRNAME"
+    run sh -c "ssm-kernel --apply -L 299 '$TMP/in' > /dev/null"
+    [ "$status" -eq 2 ]
+}
+
+@test "--apply with a K on the stream and no SSM; --bidirectional with K2" {
+    python3 "$MK" K:f32:3x64:randn K2:f32:3x64:randn u:f32:1x3x64:randn D:f32:3:randn > "$TMP/in"
+    ssm-kernel --apply "$TMP/in" > "$TMP/causal"
+    check_conv "$TMP/causal" "$BATS_TEST_DIRNAME"
+    ssm-kernel --apply --bidirectional "$TMP/in" > "$TMP/bidir"
+    ssm-tensor info "$TMP/bidir" | grep -q 'bidirectional=1'
+    check_conv "$TMP/bidir" "$BATS_TEST_DIRNAME" K2
+    run sh -c "python3 '$MK' K:f32:3x64:randn | ssm-kernel --apply > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'u'"* ]]
+}
+
+@test "--bidirectional from an SSM of 2H channels: the second half is K2" {
+    { ssm-discretize --init s4d-lin -N 8 -H 6; python3 "$MK" u:f32:2x3x50:randn; } > "$TMP/in"
+    ssm-kernel --apply --bidirectional "$TMP/in" > "$TMP/out"
+    ssm-tensor info "$TMP/out" | grep -q '^y  *f32 \[2, 3, 50\]'
+    ssm-tensor info "$TMP/out" | grep -q '^K  *f32 \[6, 50\]'
+    check_conv "$TMP/out" "$BATS_TEST_DIRNAME"
+    run sh -c "ssm-kernel --apply '$TMP/in' > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"3 channels, but the kernel has 6"* ]]
+}
+
+@test "--backward: dK -> dlog_dt, dA, dB, dC; dy -> du, dK, dD and on to the S4D parameters" {
+    { ssm-discretize --init s4d-inv -N 16 -H 4 --dtype f64; python3 "$MK" dK:f64:4x100:randn; } | ssm-kernel --backward > "$TMP/g"
+    for t in dlog_dt dA dB dC; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
+    ssm-tensor info "$TMP/g" | grep -q '^dA  *c128 \[4, 8\]'
+    { ssm-discretize --init s4d-inv -N 16 -H 4; python3 "$MK" u:f32:2x4x100:randn dy:f32:2x4x100:randn; } | ssm-kernel --backward > "$TMP/h"
+    for t in du dK dD dlog_dt dA dB dC; do ssm-tensor info "$TMP/h" | grep -q "^$t "; done
+    run sh -c "{ ssm-discretize --init legs -N 8 --form dplr; python3 '$MK' dK:f32:1x10:randn; } | ssm-kernel --backward > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"complex diagonal (S4D) form"* ]]
+    run sh -c "ssm-discretize --init s4d-inv -N 8 | ssm-kernel --backward > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'dK'"* ]]
+}
