@@ -424,7 +424,7 @@ static void draw_title(cairo_t *cr, double cx, double y, const char *title, doub
 void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area_out) {
     cairo_t *cr = fig->cr;
     tick_set xt, yt;
-    index_ticks(0, hm->cols - 1, 9, &xt);
+    index_ticks(hm->col0, hm->col0 + hm->cols - 1, 9, &xt);
     index_ticks(hm->row0, hm->row0 + hm->rows - 1, hm->rows < 8 ? (int)hm->rows : 8, &yt);
     double top = hm->title && *hm->title ? 34 : 14;
     double left = 10 + (hm->ylabel && *hm->ylabel ? 20 : 0) + max_label_width(cr, &yt, TICK_SIZE) + 3 + TICK_LEN;
@@ -439,7 +439,7 @@ void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area_out
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_set_line_width(cr, 0.8);
     for (int i = 0; i < xt.n; i++) {
-        double x = area.x + (xt.v[i] + 0.5) / (double)hm->cols * area.w;
+        double x = area.x + (xt.v[i] - (double)hm->col0 + 0.5) / (double)hm->cols * area.w;
         cairo_move_to(cr, x, area.y + area.h);
         cairo_line_to(cr, x, area.y + area.h + TICK_LEN);
         cairo_stroke(cr);
