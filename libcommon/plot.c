@@ -644,7 +644,9 @@ void ssm_draw_lines(ssm_figure *fig, ssm_rect panel, const ssm_axes *ax, const s
         }
         cairo_stroke(cr);
         cairo_set_dash(cr, NULL, 0, 0);
-        if (s->markers && s->n <= 400)
+        int64_t usable = 0;
+        for (int64_t i = 0; i < s->n && usable < 2; i++) usable += isfinite(series_x(s, i)) && usable_y(s->y[i], ax->logy);
+        if ((s->markers && s->n <= 400) || usable == 1)   /* a lone point needs a marker to be seen */
             for (int64_t i = 0; i < s->n; i++) {
                 double x = series_x(s, i), y = s->y[i];
                 if (!isfinite(x) || !usable_y(y, ax->logy)) continue;
