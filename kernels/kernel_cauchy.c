@@ -64,9 +64,8 @@ static int solve_small_complex(int n, double complex *a, double complex *b) {
 /* Per-thread scratch. */
 typedef struct {
     double complex *ct;                           /* M: Ctilde */
-    double *cr, *ci, *vr, *vi, *idr, *idi;        /* M each: c, v, 1/d1 (split re/im) */
-    double *d2r, *d2i, *bbr, *bbi;                /* M each: d2, Bbar */
-    double *Pr, *Pi, *qr, *qi;                    /* R*M each: P, conj(P)/d1 */
+    double *cr, *ci, *er, *ei, *bbr, *bbi;        /* M each: c, e = D2/D1, Bbar (split re/im) */
+    double *ur, *ui, *wr, *wi;                    /* R*M each: U = P/D1, W^* (see ctilde) */
     double *lr, *li, *sr, *si, *dr, *di;          /* M each */
     double *pr, *pi;                              /* (R+1)^2 * M: products a_n b_n */
     fftw_complex *khat;                           /* L/2 + 1 */
@@ -77,12 +76,11 @@ static void work_alloc(cauchy_work *w, int64_t M, int64_t R, int64_t L) {
     size_t m = (size_t)(M > 0 ? M : 1), q = (size_t)((R + 1) * (R + 1)), r = (size_t)R;
     w->ct = ssm_xmalloc(sizeof(double complex) * m);
     double *d = ssm_xmalloc(sizeof(double) * m * (16 + 4 * r + 2 * q));
-    w->cr = d; w->ci = d + m; w->vr = d + 2 * m; w->vi = d + 3 * m; w->idr = d + 4 * m; w->idi = d + 5 * m;
-    w->d2r = d + 6 * m; w->d2i = d + 7 * m; w->bbr = d + 8 * m; w->bbi = d + 9 * m;
+    w->cr = d; w->ci = d + m; w->er = d + 2 * m; w->ei = d + 3 * m; w->bbr = d + 8 * m; w->bbi = d + 9 * m;
     w->lr = d + 10 * m; w->li = d + 11 * m; w->sr = d + 12 * m; w->si = d + 13 * m; w->dr = d + 14 * m;
     w->di = d + 15 * m;
-    w->Pr = d + 16 * m; w->Pi = w->Pr + r * m; w->qr = w->Pi + r * m; w->qi = w->qr + r * m;
-    w->pr = w->qi + r * m; w->pi = w->pr + q * m;
+    w->ur = d + 16 * m; w->ui = w->ur + r * m; w->wr = w->ui + r * m; w->wi = w->wr + r * m;
+    w->pr = w->wi + r * m; w->pi = w->pr + q * m;
     w->khat = fftw_malloc(sizeof(fftw_complex) * (size_t)(L / 2 + 1));
     w->out = fftw_malloc(sizeof(double) * (size_t)L);
     if (!w->khat || !w->out) ssm_die("cauchy kernel: out of memory (L = %lld)", (long long)L);
@@ -92,51 +90,56 @@ static void work_free(cauchy_work *w) {
 }
 
 /* Step 1: w->ct = C (I - Abar^L), and *ksum = sum_l K_l.  P is (R, M).
- * Vectors are split into re/im arrays so that each pass over the modes vectorizes. */
+ *
+ * In the full basis, with D1 = I - dt/2 diag(Lambda), D2 = I + dt/2 diag(Lambda), h = dt/2,
+ * M1 = I - h A = D1 + h P P^*, M2 = I + h A = D2 - h P P^*, Woodbury gives
+ *     M1^{-1} = D1^{-1} - D1^{-1} P S^{-1} P^* D1^{-1},   S = (1/h) I + Kp,  Kp = P^* D1^{-1} P,
+ * and multiplying out, Abar = M1^{-1} M2 is a diagonal plus a rank-R term:
+ *     Abar = diag(e) + U W^*,   e = D2 / D1,   U = D1^{-1} P,
+ *     W^* = -h P^* - S^{-1} P^* diag(e) + h S^{-1} Kp P^*.
+ * S and Kp are real R x R (full sums of conjugate pairs).  A row step c <- c Abar is then
+ *     alpha_j = (c U_j) (full sum = 2 Re of the half sum),   c <- c e + sum_j alpha_j W^*_j,
+ * two passes over the modes, O(M R) each.  Vectors are split into re/im arrays so that each
+ * pass vectorizes. */
 static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
                   const double complex *P, const double complex *B, const double complex *C,
                   cauchy_work *w, double *ksum) {
-    double *cr = w->cr, *ci = w->ci, *vr = w->vr, *vi = w->vi, *idr = w->idr, *idi = w->idi;
-    double *d2r = w->d2r, *d2i = w->d2i, *bbr = w->bbr, *bbi = w->bbi;
-    double *Pr = w->Pr, *Pi = w->Pi, *qr = w->qr, *qi = w->qi;
-    double h = dt / 2, S[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    double *cr = w->cr, *ci = w->ci, *er = w->er, *ei = w->ei, *bbr = w->bbr, *bbi = w->bbi;
+    double *ur = w->ur, *ui = w->ui, *wr = w->wr, *wi = w->wi;
+    double h = dt / 2, Kp[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    double SK[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    double complex *inv_d1 = w->ct;   /* scratch until the end */
     for (int64_t n = 0; n < M; n++) {
-        double complex inv = 1 / (1 - h * lam[n]), d2 = 1 + h * lam[n];
-        idr[n] = creal(inv); idi[n] = cimag(inv);
-        d2r[n] = creal(d2); d2i[n] = cimag(d2);
+        inv_d1[n] = 1 / (1 - h * lam[n]);
+        double complex e = (1 + h * lam[n]) * inv_d1[n];
+        er[n] = creal(e); ei[n] = cimag(e);
         cr[n] = creal(C[n]); ci[n] = cimag(C[n]);
     }
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t n = 0; n < M; n++) {
-            double complex p = P[r * M + n], q = conj(p) * (idr[n] + I * idi[n]);
-            Pr[r * M + n] = creal(p); Pi[r * M + n] = cimag(p);
-            qr[r * M + n] = creal(q); qi[r * M + n] = cimag(q);
-        }
-    /* S[i][j] = 2/dt delta_ij + 2 Re sum_n conj(P_in) P_jn / d1_n  (real, R x R); Sinv by
-     * solving against the unit vectors (complex solver on a real matrix). */
     for (int64_t i = 0; i < R; i++)
         for (int64_t j = 0; j < R; j++) {
-            double s = 0;
-            for (int64_t n = 0; n < M; n++) s += qr[i * M + n] * Pr[j * M + n] - qi[i * M + n] * Pi[j * M + n];
-            S[i * R + j] = (i == j ? 2 / dt : 0) + 2 * s;
+            double complex s = 0;
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * P[j * M + n] * inv_d1[n];
+            Kp[i * R + j] = 2 * creal(s);
         }
-    for (int64_t j = 0; j < R; j++) {
+    for (int64_t j = 0; j < R; j++) {   /* Sinv column by column */
         double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], b[CAUCHY_MAX_RANK];
-        for (int64_t i = 0; i < R * R; i++) a[i] = S[i];
+        for (int64_t i = 0; i < R * R; i++) a[i] = Kp[i] + (i / R == i % R ? 1 / h : 0);
         for (int64_t i = 0; i < R; i++) b[i] = i == j;
         if (solve_small_complex((int)R, a, b)) return -1;
         for (int64_t i = 0; i < R; i++) Sinv[i * R + j] = creal(b[i]);
     }
-    /* Bbar = M1^{-1} dt B (Woodbury, column form): y = D1^{-1} dt B, t = P^* y (real, full sum),
-     * Bbar = y - D1^{-1} P Sinv t.  During the steps ksum = sum_l (C Abar^l) Bbar = sum_l K_l,
-     * the value of Khat at w = 1 (see step 2). */
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < R; j++) {
+            SK[i * R + j] = 0;
+            for (int64_t k = 0; k < R; k++) SK[i * R + j] += Sinv[i * R + k] * Kp[k * R + j];
+        }
+    /* Bbar = M1^{-1} dt B = y - D1^{-1} P Sinv (P^* y),  y = D1^{-1} dt B.  During the steps
+     * ksum = sum_l (C Abar^l) Bbar = sum_l K_l, the value of Khat at w = 1 (see step 2). */
     {
         double t[CAUCHY_MAX_RANK], x[CAUCHY_MAX_RANK];
-        double complex *y = w->ct;   /* scratch until the end */
-        for (int64_t n = 0; n < M; n++) y[n] = dt * B[n] * (idr[n] + I * idi[n]);
         for (int64_t i = 0; i < R; i++) {
             double complex s = 0;
-            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * y[n];
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * dt * B[n] * inv_d1[n];
             t[i] = 2 * creal(s);
         }
         for (int64_t i = 0; i < R; i++) {
@@ -144,60 +147,53 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
             for (int64_t j = 0; j < R; j++) x[i] += Sinv[i * R + j] * t[j];
         }
         for (int64_t n = 0; n < M; n++) {
-            double complex b = y[n];
-            for (int64_t j = 0; j < R; j++) b -= (idr[n] + I * idi[n]) * P[j * M + n] * x[j];
+            double complex b = dt * B[n] * inv_d1[n];
+            for (int64_t j = 0; j < R; j++) b -= inv_d1[n] * P[j * M + n] * x[j];
             bbr[n] = creal(b);
             bbi[n] = cimag(b);
         }
     }
+    /* U_j = D1^{-1} P_j;  W^*_j = -h conj(P_j) - e sum_i Sinv_ji conj(P_i) + h sum_i SK_ji conj(P_i) */
+    for (int64_t j = 0; j < R; j++)
+        for (int64_t n = 0; n < M; n++) {
+            double complex u = inv_d1[n] * P[j * M + n], ws = -h * conj(P[j * M + n]), e = er[n] + I * ei[n];
+            for (int64_t i = 0; i < R; i++) ws += (-e * Sinv[j * R + i] + h * SK[j * R + i]) * conj(P[i * M + n]);
+            ur[j * M + n] = creal(u); ui[j * M + n] = cimag(u);
+            wr[j * M + n] = creal(ws); wi[j * M + n] = cimag(ws);
+        }
     double ks = 0;
     for (int64_t step = 0; step < L; step++) {
-        /* pass 1: ks += (c Bbar) (full sum); v = c D1^{-1}; alpha_j = (v P_j) (full sum, real) */
-        double alpha[CAUCHY_MAX_RANK], beta[CAUCHY_MAX_RANK], gamma[CAUCHY_MAX_RANK];
-        double s = 0;
+        double alpha[CAUCHY_MAX_RANK], s = 0;
 #pragma omp simd reduction(+ : s)
-        for (int64_t n = 0; n < M; n++) {
-            s += cr[n] * bbr[n] - ci[n] * bbi[n];
-            vr[n] = cr[n] * idr[n] - ci[n] * idi[n];
-            vi[n] = cr[n] * idi[n] + ci[n] * idr[n];
-        }
+        for (int64_t n = 0; n < M; n++) s += cr[n] * bbr[n] - ci[n] * bbi[n];
         ks += 2 * s;
         for (int64_t j = 0; j < R; j++) {
-            const double *pr = Pr + j * M, *pi = Pi + j * M;
+            const double *u_r = ur + j * M, *u_i = ui + j * M;
             double a = 0;
 #pragma omp simd reduction(+ : a)
-            for (int64_t n = 0; n < M; n++) a += vr[n] * pr[n] - vi[n] * pi[n];
+            for (int64_t n = 0; n < M; n++) a += cr[n] * u_r[n] - ci[n] * u_i[n];
             alpha[j] = 2 * a;
         }
-        for (int64_t j = 0; j < R; j++) {
-            beta[j] = 0;
-            for (int64_t i = 0; i < R; i++) beta[j] += alpha[i] * Sinv[i * R + j];
-        }
-        /* pass 2: u = v - beta conj(P) D1^{-1} (into v); gamma_j = (u P_j) (real) */
-        for (int64_t j = 0; j < R; j++) {
-            const double *q_r = qr + j * M, *q_i = qi + j * M;
-            double b = beta[j];
+        if (R == 1) {   /* the common case in one pass */
+            double a = alpha[0];
 #pragma omp simd
-            for (int64_t n = 0; n < M; n++) { vr[n] -= b * q_r[n]; vi[n] -= b * q_i[n]; }
-        }
-        for (int64_t j = 0; j < R; j++) {
-            const double *pr = Pr + j * M, *pi = Pi + j * M;
-            double g = 0;
-#pragma omp simd reduction(+ : g)
-            for (int64_t n = 0; n < M; n++) g += vr[n] * pr[n] - vi[n] * pi[n];
-            gamma[j] = 2 * g;
-        }
-        /* pass 3: c = u D2 - dt/2 sum_j gamma_j conj(P_j) */
+            for (int64_t n = 0; n < M; n++) {
+                double r = cr[n] * er[n] - ci[n] * ei[n] + a * wr[n];
+                double i = cr[n] * ei[n] + ci[n] * er[n] + a * wi[n];
+                cr[n] = r; ci[n] = i;
+            }
+        } else {
 #pragma omp simd
-        for (int64_t n = 0; n < M; n++) {
-            cr[n] = vr[n] * d2r[n] - vi[n] * d2i[n];
-            ci[n] = vr[n] * d2i[n] + vi[n] * d2r[n];
-        }
-        for (int64_t j = 0; j < R; j++) {
-            const double *pr = Pr + j * M, *pi = Pi + j * M;
-            double g = h * gamma[j];
+            for (int64_t n = 0; n < M; n++) {
+                double r = cr[n] * er[n] - ci[n] * ei[n], i = cr[n] * ei[n] + ci[n] * er[n];
+                cr[n] = r; ci[n] = i;
+            }
+            for (int64_t j = 0; j < R; j++) {
+                const double *w_r = wr + j * M, *w_i = wi + j * M;
+                double a = alpha[j];
 #pragma omp simd
-            for (int64_t n = 0; n < M; n++) { cr[n] -= g * pr[n]; ci[n] += g * pi[n]; }
+                for (int64_t n = 0; n < M; n++) { cr[n] += a * w_r[n]; ci[n] += a * w_i[n]; }
+            }
         }
     }
     for (int64_t n = 0; n < M; n++) w->ct[n] = C[n] - (cr[n] + I * ci[n]);

@@ -50,12 +50,31 @@ stats() {
     [ "$a" = "$b" ]
 }
 
-@test "every HiPPO init: dplr and dense agree from the shell (N 32, L 777)" {
+# same_k A B TOL: ||K_A - K_B|| / ||K_B|| < TOL, elementwise through ssmstream.py
+same_k() {
+    python3 - "$1" "$2" "$3" "$BATS_TEST_DIRNAME" <<'PY'
+import math, sys
+sys.path.insert(0, sys.argv[4])
+from ssmstream import read_stream
+a = read_stream(open(sys.argv[1], "rb").read())["K"][3]
+b = read_stream(open(sys.argv[2], "rb").read())["K"][3]
+assert len(a) == len(b) > 0
+err = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / sum(y * y for y in b))
+print("relative error", err)
+sys.exit(0 if err < float(sys.argv[3]) else 1)
+PY
+}
+
+@test "every HiPPO init: dplr (cauchy) and dense (naive) of the same seed agree elementwise" {
     for init in legs legt lagt fout; do
-        a=$(ssm-discretize --init $init -N 32 --form dplr --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
-        b=$(ssm-discretize --init $init -N 32 -m bilinear --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
-        echo "$init: $a | $b"
-        [ "$a" = "$b" ]
+        for dt in 0.001 0.1; do
+            ssm-discretize --init $init -N 64 -H 2 --form dplr --dt $dt --dtype f64 --seed 7 | ssm-kernel -L 1000 > "$TMP/a"
+            ssm-discretize --init $init -N 64 -H 2 -m bilinear --dt $dt --dtype f64 --seed 7 | ssm-kernel -L 1000 > "$TMP/b"
+            same_k "$TMP/a" "$TMP/b" 1e-9
+            ssm-discretize --init $init -N 64 -H 2 --form dplr --dt $dt --seed 7 | ssm-kernel -L 1000 > "$TMP/a"
+            ssm-discretize --init $init -N 64 -H 2 -m bilinear --dt $dt --seed 7 | ssm-kernel -L 1000 > "$TMP/b"
+            same_k "$TMP/a" "$TMP/b" 1e-4
+        done
     done
 }
 
@@ -195,4 +214,24 @@ PY
     run sh -c "ssm-discretize --init s4d-inv -N 8 | ssm-kernel --backward > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'dK'"* ]]
+}
+
+@test "--layer: a checkpoint's S4D layer gives the kernel of the same diagonal system" {
+    L="layers.0.ssm"
+    python3 "$MK" $L.log_dt:f64:1:list=-3 $L.A_real_log:f64:1x2:list=-0.6931471805599453,0 \
+        $L.A_imag:f64:1x2:list=0,3.14 $L.B:c128:1x2:list=1,0,1,0 $L.C:c128:1x2:list=0.5,0.2,-0.3,0.1 \
+        $L.D:f64:1:list=0.7 > "$TMP/layer"
+    ssm-kernel --layer $L -L 500 "$TMP/layer" > "$TMP/a"
+    python3 "$MK" A:c128:1x2:list=-0.5,0,-1,3.14:form=diag,method=zoh B:c128:1x2:list=1,0,1,0 \
+        C:c128:1x2:list=0.5,0.2,-0.3,0.1 dt:f64:1:list=0.049787068367863944 | ssm-kernel -L 500 > "$TMP/b"
+    [ -n "$(stats "$TMP/a" K)" ]
+    [ "$(stats "$TMP/a" K)" = "$(stats "$TMP/b" K)" ]
+    # the layer's tensors pass back unchanged, no stray A/B/C/dt appear
+    ssm-tensor info "$TMP/a" | grep -q "^$L.A_imag "
+    ! ssm-tensor info "$TMP/a" | grep -q '^A '
+    { cat "$TMP/layer"; python3 "$MK" dK:f64:1x500:randn; } | ssm-kernel --layer $L --backward > "$TMP/g"
+    for t in dlog_dt dA dB dC dA_real_log dA_imag; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
+    run sh -c "ssm-tensor cat '$TMP/layer' | ssm-kernel --layer layers.1.ssm -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'layers.1.ssm.log_dt'"* ]]
 }
