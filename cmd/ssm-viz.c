@@ -200,13 +200,16 @@ static void write_output(FILE *f, const unsigned char *bytes, size_t len) {
 }
 
 /* ---- input -------------------------------------------------------------------------------- */
-/* A tensor stream starts with "SSMT" (or is empty); anything else is taken for a training log. */
+/* A tensor stream starts with "SSMT" (or is empty); anything else is taken for a training log.
+ * Named pipes and other non-regular files are taken for streams (use --curves for a log there). */
 static int input_is_stream(const char *path) {
     int c;
     if (strcmp(path, "-") == 0) {
         c = getc(stdin);
         if (c != EOF) ungetc(c, stdin);
     } else {
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return 1;   /* a pipe cannot be peeked twice */
         FILE *f = fopen(path, "rb");
         if (!f) ssm_die("%s: %s", path, strerror(errno));
         c = getc(f);
