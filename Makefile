@@ -22,9 +22,9 @@ CPPFLAGS += -Ilibcommon -Ikernels -D_GNU_SOURCE
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -fopenmp $(EXTRA_CFLAGS)
 LDLIBS  += -lfftw3 -lfftw3f -lfftw3_omp -lfftw3f_omp -lopenblas -lz -lm -lpthread
 ALL_LDFLAGS = -fopenmp $(LDFLAGS) $(EXTRA_LDFLAGS)
-# cairo (ssm-viz draws PNG/SVG with it); every tool links the same LDLIBS.
-CPPFLAGS += $(shell pkg-config --cflags cairo 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs cairo 2>/dev/null || echo -lcairo)
+# cairo and fontconfig (ssm-viz draws PNG/SVG with them); every tool links the same LDLIBS.
+CPPFLAGS += $(shell pkg-config --cflags cairo fontconfig 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs cairo fontconfig 2>/dev/null || echo -lcairo -lfontconfig)
 
 LIB_SRC   := $(sort $(wildcard libcommon/*.c kernels/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)

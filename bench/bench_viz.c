@@ -71,7 +71,7 @@ int main(void) {
             double t0 = ssm_now();
             ssm_figure fig;
             ssm_figure_init(&fig, f == 0 ? SSM_FIG_PNG : SSM_FIG_SVG, 800, 450, 1);
-            ssm_heatmap hm = {kd, H, L, 0, sc, "K  [256, 16384]", "lag l", "channel", "K"};
+            ssm_heatmap hm = {kd, H, L, 0, sc, "K  [256, 16384]", "lag l", "channel", "K", 0};
             ssm_draw_heatmap(&fig, &hm, NULL);
             size_t len;
             ssm_figure_finish(&fig, &len);
@@ -93,7 +93,7 @@ int main(void) {
         double *v = ssm_as_f64(in, 0);
         ssm_figure fig;
         ssm_figure_init(&fig, SSM_FIG_PNG, 800, 450, 1);
-        ssm_heatmap hm = {v, H, L, 0, sc, "K", "lag l", "channel", "K"};
+        ssm_heatmap hm = {v, H, L, 0, sc, "K", "lag l", "channel", "K", 0};
         ssm_draw_heatmap(&fig, &hm, NULL);
         size_t len;
         ssm_figure_finish(&fig, &len);

@@ -29,6 +29,7 @@ static const char *usage =
     "What to draw:\n"
     "      --tensor NAME   the tensor to draw (default: the last one in the stream)\n"
     "      --channels A:B  rows A..B-1 of a 2-D tensor, or images A..B-1 with --reshape\n"
+    "      --columns A:B   columns A..B-1 (e.g. the first lags of a kernel) of a 1-D or 2-D tensor\n"
     "      --reshape HxW   each channel of H*W values as an H x W image, tiled in a grid\n"
     "      --lines         draw the rows of a 2-D tensor as line series (at most 12)\n"
     "      --heatmap       draw a 1-D tensor as a one-row heatmap\n"
@@ -39,6 +40,7 @@ static const char *usage =
     "                      zero when the data has negative values, else viridis)\n"
     "      --range LO:HI   colour range (line plots: y range); default from the data\n"
     "      --log           log colour scale / y axis (symmetric log for signed data)\n"
+    "      --normalize     divide each row (each image) by its largest magnitude\n"
     "      --title TEXT    --xlabel TEXT   --ylabel TEXT\n"
     "Output:\n"
     "  -o, --output FILE   FILE.png or FILE.svg (default: PNG on stdout, never to a terminal)\n"
@@ -53,16 +55,16 @@ enum { PART_ABS, PART_PHASE, PART_REAL, PART_IMAG };
 static const char *const part_names[] = {"abs", "phase", "real", "imag"};
 
 typedef struct {
-    const char *input, *tensor, *channels, *cmap_name, *range, *title, *xlabel, *ylabel, *format_name;
+    const char *input, *tensor, *channels, *columns, *cmap_name, *range, *title, *xlabel, *ylabel, *format_name;
     double range_lo, range_hi;   /* --range, when range is set */
     int64_t reshape_h, reshape_w;
-    int lines, heatmap, curves, log, part, part_given;
+    int lines, heatmap, curves, log, normalize, part, part_given;
     double width, height, scale;
 } options;
 
 enum { OPT_TENSOR = SSM_OPT_TOOL_FIRST, OPT_CHANNELS, OPT_RESHAPE, OPT_LINES, OPT_HEATMAP, OPT_COMPLEX,
        OPT_CURVES, OPT_CMAP, OPT_RANGE, OPT_LOG, OPT_TITLE, OPT_XLABEL, OPT_YLABEL, OPT_FORMAT, OPT_SIZE,
-       OPT_SCALE };
+       OPT_SCALE, OPT_COLUMNS, OPT_NORMALIZE };
 
 static void parse_range(const char *s, double *lo, double *hi) {
     const char *colon = strchr(s, ':');
@@ -86,6 +88,7 @@ static void parse_options(int argc, char **argv, options *o) {
         {"title", required_argument, 0, OPT_TITLE},     {"xlabel", required_argument, 0, OPT_XLABEL},
         {"ylabel", required_argument, 0, OPT_YLABEL},   {"format", required_argument, 0, OPT_FORMAT},
         {"size", required_argument, 0, OPT_SIZE},       {"scale", required_argument, 0, OPT_SCALE},
+        {"columns", required_argument, 0, OPT_COLUMNS}, {"normalize", no_argument, 0, OPT_NORMALIZE},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->width = 800;
@@ -97,6 +100,8 @@ static void parse_options(int argc, char **argv, options *o) {
         switch (c) {
         case OPT_TENSOR: o->tensor = optarg; break;
         case OPT_CHANNELS: o->channels = optarg; break;
+        case OPT_COLUMNS: o->columns = optarg; break;
+        case OPT_NORMALIZE: o->normalize = 1; break;
         case OPT_RESHAPE: {
             int64_t d[SSM_MAX_RANK];
             if (ssm_parse_shape("--reshape", optarg, d, SSM_MAX_RANK) != 2 || d[0] < 1 || d[1] < 1)
@@ -146,6 +151,7 @@ static void parse_options(int argc, char **argv, options *o) {
     if (!o->input) o->input = "-";
     if (o->lines && o->heatmap) ssm_usage_error("--lines and --heatmap: pick one");
     if (o->reshape_h && (o->lines || o->heatmap)) ssm_usage_error("--reshape draws images: it does not go with --lines or --heatmap");
+    if (o->reshape_h && o->columns) ssm_usage_error("--columns does not go with --reshape (images take whole channels)");
     if (o->width * o->scale > 32000 || o->height * o->scale > 32000) ssm_usage_error("--size x --scale: at most 32000 pixels a side");
 }
 
@@ -194,13 +200,16 @@ static void write_output(FILE *f, const unsigned char *bytes, size_t len) {
 }
 
 /* ---- input -------------------------------------------------------------------------------- */
-/* A tensor stream starts with "SSMT" (or is empty); anything else is taken for a training log. */
+/* A tensor stream starts with "SSMT" (or is empty); anything else is taken for a training log.
+ * Named pipes and other non-regular files are taken for streams (use --curves for a log there). */
 static int input_is_stream(const char *path) {
     int c;
     if (strcmp(path, "-") == 0) {
         c = getc(stdin);
         if (c != EOF) ungetc(c, stdin);
     } else {
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return 1;   /* a pipe cannot be peeked twice */
         FILE *f = fopen(path, "rb");
         if (!f) ssm_die("%s: %s", path, strerror(errno));
         c = getc(f);
@@ -389,9 +398,10 @@ static void draw_images(ssm_figure *fig, const options *o, const ssm_tensor *t, 
              (long long)o->reshape_w, ssm_colormap_name(s.cmap), s.vmin, s.vmax);
 }
 
-static void draw_heatmap(ssm_figure *fig, const options *o, const ssm_tensor *t, const double *v, const char *title,
-                         const char *cbar, const char *xlabel) {
-    int64_t rows = t->rank == 2 ? t->dims[0] : 1, cols = t->dims[t->rank - 1], lo = 0, hi = rows;
+/* v is (rows, cols), columns col0.. of the tensor t */
+static void draw_heatmap(ssm_figure *fig, const options *o, const ssm_tensor *t, const double *v, int64_t rows,
+                         int64_t cols, int64_t col0, const char *title, const char *cbar, const char *xlabel) {
+    int64_t lo = 0, hi = rows;
     if (o->channels) ssm_parse_range("--channels", o->channels, rows, &lo, &hi);
     const double *sel = v + lo * cols;
     int64_t m = (hi - lo) * cols;
@@ -400,7 +410,7 @@ static void draw_heatmap(ssm_figure *fig, const options *o, const ssm_tensor *t,
     snprintf(how, sizeof how, "drawn in %s", ssm_colormap_nan_name(s.cmap));
     warn_nonfinite(t, sel, m, how);
     ssm_heatmap hm = {sel, hi - lo, cols, lo, s, title, o->xlabel ? o->xlabel : xlabel,
-                      o->ylabel ? o->ylabel : (t->rank == 2 ? "channel" : ""), cbar};
+                      o->ylabel ? o->ylabel : (t->rank == 2 ? "channel" : ""), cbar, col0};
     ssm_rect area;
     ssm_draw_heatmap(fig, &hm, &area);
     double sc = fig->scale;
@@ -410,9 +420,9 @@ static void draw_heatmap(ssm_figure *fig, const options *o, const ssm_tensor *t,
 }
 
 #define MAX_SERIES 12
-static void draw_lines(ssm_figure *fig, const options *o, const ssm_tensor *t, const double *v, const char *title,
-                       const char *xlabel) {
-    int64_t rows = t->rank == 2 ? t->dims[0] : 1, cols = t->dims[t->rank - 1], lo = 0, hi = rows;
+static void draw_lines(ssm_figure *fig, const options *o, const ssm_tensor *t, const double *v, int64_t rows,
+                       int64_t cols, int64_t col0, const char *title, const char *xlabel) {
+    int64_t lo = 0, hi = rows;
     if (o->channels) ssm_parse_range("--channels", o->channels, rows, &lo, &hi);
     if (hi - lo > MAX_SERIES) {
         ssm_warn("tensor '%s': drawing the first %d of %lld rows as lines (pick others with --channels)", t->name,
@@ -420,18 +430,30 @@ static void draw_lines(ssm_figure *fig, const options *o, const ssm_tensor *t, c
         hi = lo + MAX_SERIES;
     }
     warn_nonfinite(t, v + lo * cols, (hi - lo) * cols, "left out of the lines");
+    double *x = ssm_xmalloc((size_t)cols * sizeof *x);
+    for (int64_t i = 0; i < cols; i++) x[i] = (double)(col0 + i);
     ssm_series series[MAX_SERIES];
     char labels[MAX_SERIES][64];
     int ns = 0;
     for (int64_t r = lo; r < hi; r++, ns++) {
         if (t->rank == 2) snprintf(labels[ns], sizeof labels[ns], "%.40s[%lld]", t->name, (long long)r);
         else snprintf(labels[ns], sizeof labels[ns], "%.40s", t->name);
-        series[ns] = (ssm_series){NULL, v + r * cols, cols, hi - lo > 1 ? labels[ns] : NULL, -1, 0, 0};
+        series[ns] = (ssm_series){x, v + r * cols, cols, hi - lo > 1 ? labels[ns] : NULL, -1, 0, 0};
     }
     ssm_axes ax = {title, o->xlabel ? o->xlabel : xlabel, o->ylabel ? o->ylabel : "", o->log, 0, 0};
     if (o->range) { ax.ylo = o->range_lo; ax.yhi = o->range_hi; }
     ssm_draw_lines(fig, (ssm_rect){0, 0, fig->width, fig->height}, &ax, series, ns);
     ssm_info("%d line series of %lld points", ns, (long long)cols);
+    free(x);
+}
+
+/* Divides each run of n values by its largest finite magnitude (runs of zeros stay zero). */
+static void normalize_runs(double *v, int64_t total, int64_t n) {
+    for (int64_t r = 0; r + n <= total; r += n) {
+        double m = 0;
+        for (int64_t i = r; i < r + n; i++) if (isfinite(v[i]) && fabs(v[i]) > m) m = fabs(v[i]);
+        if (m > 0) for (int64_t i = r; i < r + n; i++) v[i] /= m;
+    }
 }
 
 static void draw_tensor(ssm_figure *fig, const options *o, const ssm_tensor *t, const ssm_tensor *dt) {
@@ -452,10 +474,27 @@ static void draw_tensor(ssm_figure *fig, const options *o, const ssm_tensor *t, 
     if (cplx && o->part == PART_ABS) snprintf(cbar, sizeof cbar, "|%.100s|", t->name);
     else if (cplx) snprintf(cbar, sizeof cbar, "%s(%.100s)", o->part == PART_PHASE ? "arg" : o->part == PART_REAL ? "Re" : "Im", t->name);
     else snprintf(cbar, sizeof cbar, "%.100s", t->name);
+    if (o->normalize) {
+        size_t k = strlen(cbar);
+        snprintf(cbar + k, sizeof cbar - k, " / max per %s", o->reshape_h ? "image" : "row");
+    }
     const char *xlabel = strcmp(t->name, "K") == 0 || strcmp(t->name, "dK") == 0 ? "lag l" : "index";
-    if (o->reshape_h) draw_images(fig, o, t, v, title, cbar);
-    else if (o->lines || (t->rank == 1 && !o->heatmap)) draw_lines(fig, o, t, v, title, xlabel);
-    else draw_heatmap(fig, o, t, v, title, cbar, xlabel);
+    int64_t n = ssm_tensor_numel(t);
+    if (o->reshape_h) {
+        if (o->normalize) normalize_runs(v, n, o->reshape_h * o->reshape_w);
+        draw_images(fig, o, t, v, title, cbar);
+        free(v);
+        return;
+    }
+    int64_t rows = t->rank == 2 ? t->dims[0] : 1, cols = t->dims[t->rank - 1], c0 = 0, c1 = cols;
+    if (o->columns) {   /* keep columns c0..c1-1 of every row */
+        ssm_parse_range("--columns", o->columns, cols, &c0, &c1);
+        for (int64_t r = 0; r < rows; r++) memmove(v + r * (c1 - c0), v + r * cols + c0, (size_t)(c1 - c0) * sizeof *v);
+        cols = c1 - c0;
+    }
+    if (o->normalize) normalize_runs(v, rows * cols, cols);
+    if (o->lines || (t->rank == 1 && !o->heatmap)) draw_lines(fig, o, t, v, rows, cols, c0, title, xlabel);
+    else draw_heatmap(fig, o, t, v, rows, cols, c0, title, cbar, xlabel);
     free(v);
 }
 

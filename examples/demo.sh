@@ -29,38 +29,12 @@ pretty() {
 
 note() { made="$made $1"; printf '  %-34s %s\n' "$1" "$2"; }
 
-if [ -x "$bin/ssm-discretize" ] && [ -x "$bin/ssm-kernel" ]; then
-    have_pipeline=1
-else
-    have_pipeline=0
-fi
-
 # kernel_stream INIT H DT-OPTIONS: the kernel K (H, L) and its context on stdout
 kernel_stream() {
     init=$1; h=$2; shift 2
     # shellcheck disable=SC2086
     ssm-discretize --init "$init" -N $N -H "$h" "$@" | ssm-kernel -L $L
 }
-
-if [ "$have_pipeline" = 0 ]; then
-    echo "demo: ssm-discretize and ssm-kernel are not both built yet: drawing synthetic test kernels"
-    echo "      (damped oscillations, NOT the HiPPO/S4D kernels) so that ssm-viz can be shown"
-    py=python3; [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-    kernel_stream() {
-        init=$1; h=$2; shift 2
-        dt=0.01; [ "$1" = "--dt" ] && dt=$2
-        PYTHONPATH=tests/lib $py - "$init" "$h" "$dt" "$L" <<'EOF'
-import sys, numpy as np, ssm_stream
-init, H, dt, L = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-rng = np.random.default_rng(sum(init.encode()))
-t = np.arange(L) * dt
-K = np.stack([np.exp(-t * rng.uniform(0.3, 3)) * np.cos(t * rng.uniform(1, 40)) for _ in range(H)])
-attrs = {"init": init + "(synthetic)", "method": "zoh", "L": str(L)}
-ssm_stream.write(sys.stdout.buffer, "dt", np.full(H, dt, np.float32), attrs)
-ssm_stream.write(sys.stdout.buffer, "K", (K * dt).astype(np.float32), attrs)
-EOF
-    }
-fi
 
 echo "demo: kernels K (channels x L=$L) of state size N=$N, from $(pretty legs) to $(pretty s4d-inv), into $out/"
 for init in $inits; do
@@ -74,8 +48,15 @@ for init in $inits; do
     # all step sizes at once: 32 channels, dt log-uniform in [0.001, 0.1], as a heatmap
     f="K_${init}_heatmap.png"
     kernel_stream "$init" 32 --dt-min 0.001 --dt-max 0.1 |
-        ssm-viz -q --title "$name kernels, 32 channels, dt log-uniform in [0.001, 0.1]" -o "$out/$f"
-    note "$f" "$name, 32 channels, heatmap"
+        ssm-viz -q --normalize --title "$name kernels, 32 channels, dt log-uniform in [0.001, 0.1]" -o "$out/$f"
+    note "$f" "$name, 32 channels, heatmap (each row / its max)"
+done
+# the state matrices themselves, as images
+for init in legs legt lagt fout; do
+    f="A_${init}.png"
+    ssm-discretize --init "$init" -N 32 --dt 0.01 |
+        ssm-viz -q --tensor A --reshape 32x32 --size 420x360 --title "$(pretty "$init") A (N = 32)" -o "$out/$f"
+    note "$f" "$(pretty "$init") state matrix A"
 done
 # one SVG, to show the vector output
 f="K_legs_dt0.01.svg"
@@ -86,11 +67,8 @@ note "$f" "the same as SVG"
 {
     echo "<!doctype html><meta charset=utf-8><title>ssm demo: kernels</title>"
     echo "<h1>SSM convolution kernels</h1>"
-    if [ "$have_pipeline" = 1 ]; then
-        echo "<p>Each picture: <code>ssm-discretize --init INIT -N $N ... | ssm-kernel -L $L | ssm-viz ...</code></p>"
-    else
-        echo "<p><b>Synthetic test kernels</b>: ssm-kernel was not built when this gallery was made.</p>"
-    fi
+    echo "<p>Each kernel: <code>ssm-discretize --init INIT -N $N ... | ssm-kernel -L $L | ssm-viz ...</code>"
+    echo "(see examples/demo.sh)</p>"
     for f in $made; do echo "<figure><img src=\"$f\" width=640><figcaption>$f</figcaption></figure>"; done
 } > "$out/index.html"
 echo "demo: made $(echo $made | wc -w) pictures and $out/index.html"

@@ -10,6 +10,7 @@
 #include "cli.h"
 
 #include <cairo-svg.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,23 @@ static void check_cairo(ssm_figure *fig, const char *what) {
     if (st != CAIRO_STATUS_SUCCESS) ssm_die("%s: cairo: %s", what, cairo_status_to_string(st));
 }
 
+/* Figures alive, so that an exit through ssm_die can still release them. */
+#define MAX_LIVE_FIGURES 8
+static ssm_figure *live_figures[MAX_LIVE_FIGURES];
+
+void ssm_plot_release_all(void) {
+    for (int i = 0; i < MAX_LIVE_FIGURES; i++)
+        if (live_figures[i]) ssm_figure_free(live_figures[i]);
+    cairo_debug_reset_static_data();
+    FcFini();
+}
+
 void ssm_figure_init(ssm_figure *fig, int format, double width, double height, double scale) {
+    static int registered;
+    if (!registered) { atexit(ssm_plot_release_all); registered = 1; }
     memset(fig, 0, sizeof *fig);
+    for (int i = 0; i < MAX_LIVE_FIGURES; i++)
+        if (!live_figures[i]) { live_figures[i] = fig; break; }
     fig->format = format;
     fig->width = width;
     fig->height = height;
@@ -80,6 +96,8 @@ const unsigned char *ssm_figure_finish(ssm_figure *fig, size_t *len) {
 }
 
 void ssm_figure_free(ssm_figure *fig) {
+    for (int i = 0; i < MAX_LIVE_FIGURES; i++)
+        if (live_figures[i] == fig) live_figures[i] = NULL;
     if (fig->cr) cairo_destroy(fig->cr);
     if (fig->surface) cairo_surface_destroy(fig->surface);
     free(fig->buf);
@@ -406,7 +424,7 @@ static void draw_title(cairo_t *cr, double cx, double y, const char *title, doub
 void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area_out) {
     cairo_t *cr = fig->cr;
     tick_set xt, yt;
-    index_ticks(0, hm->cols - 1, 9, &xt);
+    index_ticks(hm->col0, hm->col0 + hm->cols - 1, 9, &xt);
     index_ticks(hm->row0, hm->row0 + hm->rows - 1, hm->rows < 8 ? (int)hm->rows : 8, &yt);
     double top = hm->title && *hm->title ? 34 : 14;
     double left = 10 + (hm->ylabel && *hm->ylabel ? 20 : 0) + max_label_width(cr, &yt, TICK_SIZE) + 3 + TICK_LEN;
@@ -421,7 +439,7 @@ void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area_out
     cairo_set_source_rgb(cr, 0, 0, 0);
     cairo_set_line_width(cr, 0.8);
     for (int i = 0; i < xt.n; i++) {
-        double x = area.x + (xt.v[i] + 0.5) / (double)hm->cols * area.w;
+        double x = area.x + (xt.v[i] - (double)hm->col0 + 0.5) / (double)hm->cols * area.w;
         cairo_move_to(cr, x, area.y + area.h);
         cairo_line_to(cr, x, area.y + area.h + TICK_LEN);
         cairo_stroke(cr);
@@ -626,7 +644,9 @@ void ssm_draw_lines(ssm_figure *fig, ssm_rect panel, const ssm_axes *ax, const s
         }
         cairo_stroke(cr);
         cairo_set_dash(cr, NULL, 0, 0);
-        if (s->markers && s->n <= 400)
+        int64_t usable = 0;
+        for (int64_t i = 0; i < s->n && usable < 2; i++) usable += isfinite(series_x(s, i)) && usable_y(s->y[i], ax->logy);
+        if ((s->markers && s->n <= 400) || usable == 1)   /* a lone point needs a marker to be seen */
             for (int64_t i = 0; i < s->n; i++) {
                 double x = series_x(s, i), y = s->y[i];
                 if (!isfinite(x) || !usable_y(y, ax->logy)) continue;

@@ -40,6 +40,9 @@ void ssm_figure_init(ssm_figure *fig, int format, double width, double height, d
 /* Finishes drawing and returns the encoded file (PNG or SVG bytes, owned by fig) in *len. */
 const unsigned char *ssm_figure_finish(ssm_figure *fig, size_t *len);
 void ssm_figure_free(ssm_figure *fig);
+/* Frees every figure still alive and cairo's and fontconfig's process-wide caches (registered with
+ * atexit by the first ssm_figure_init, so leak checkers see a clean exit, error exits included). */
+void ssm_plot_release_all(void);
 
 /* x is a strided sequence of n values (x[0], x[stride], ...).  Writes npix values to out: when
  * n > npix, out[j] is the value of largest |x| among the samples i with floor(i*npix/n) == j (NaN
@@ -54,13 +57,15 @@ cairo_surface_t *ssm_render_matrix(const double *data, int64_t rows, int64_t col
                                    int pw, int ph, int64_t *nonfinite_pixels);
 
 /* A heatmap of a (rows, cols) matrix with axes (row index from row0 on the y axis, column index
- * on x), a colour bar on the right, and a title.  Returns the plot area in *area (may be NULL). */
+ * from col0 on x), a colour bar on the right, and a title.  Returns the plot area in *area (may be
+ * NULL). */
 typedef struct {
     const double *data;        /* (rows, cols) */
     int64_t rows, cols;
     int64_t row0;              /* label of the first row (e.g. the first channel picked) */
     ssm_color_scale scale;
     const char *title, *xlabel, *ylabel, *cbar_label;
+    int64_t col0;              /* label of the first column (e.g. the first lag picked) */
 } ssm_heatmap;
 void ssm_draw_heatmap(ssm_figure *fig, const ssm_heatmap *hm, ssm_rect *area);
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bats
 # ssm-viz: output files are valid pictures of the documented size, colours follow the data, NaN is
 # drawn and counted, bad input gives one line and exit 1 or 2.  Tensors are made with
-# tests/lib/ssm_stream.py (numpy); PNGs are decoded with Pillow (python3-pil), SVGs parsed with
+# tests/ref/ssm_stream.py (numpy); PNGs are decoded with Pillow (python3-pil), SVGs parsed with
 # xml.etree.
 
 setup() {
     PY=python3
     [ -x /usr/bin/python3 ] && PY=/usr/bin/python3   # Debian's numpy/PIL, not a pyenv shim's
-    export PYTHONPATH="$BATS_TEST_DIRNAME/../lib${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$BATS_TEST_DIRNAME/../ref${PYTHONPATH:+:$PYTHONPATH}"
     T=$BATS_TEST_TMPDIR
 }
 
@@ -232,4 +232,33 @@ EOF
     [ "${#lines[@]}" -eq 1 ]
     [ ! -e "$T/o.png" ]
     [ -z "$(ls "$T" | grep '\.tmp\.')" ]
+}
+
+@test "ssm-viz: --columns crops lags, --normalize scales each row" {
+    make_stream "$T/k.ssm" '{"K": np.vstack([np.linspace(-1, 1, 100), 1e-3 * np.linspace(0, 1, 100)])}'
+    run ssm-viz -v --columns 10:60 -o "$T/c.png" "$T/k.ssm"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"heatmap of 2 x 50, colour map diverging, range [-0.79798, 0.79798]"* ]]
+    run ssm-viz -v --normalize -o "$T/n.png" "$T/k.ssm"
+    [[ "$output" == *"range [-1, 1]"* ]]
+    run ssm-viz -v --lines --columns 90: -o "$T/l.png" "$T/k.ssm"
+    [[ "$output" == *"2 line series of 10 points"* ]]
+    run ssm-viz --columns 200:300 -o "$T/x.png" "$T/k.ssm"
+    [ "$status" -eq 2 ]
+    run ssm-viz --reshape 10x10 --columns 0:5 -o "$T/x.png" "$T/k.ssm"
+    [ "$status" -eq 2 ]
+}
+
+@test "ssm-viz: the pipeline ssm-discretize | ssm-kernel | ssm-viz" {
+    command -v ssm-discretize && command -v ssm-kernel || skip "ssm-discretize or ssm-kernel not built"
+    ssm-discretize --init legs -N 16 -H 3 --dt 0.05 | ssm-kernel -L 300 | ssm-viz -v -o "$T/k.png" 2> "$T/log"
+    grep -q "heatmap of 3 x 300" "$T/log"
+    run png_info "$T/k.png"
+    [ "$output" = "PNG 800 450" ]
+    # the title carries the context the pipeline accumulated
+    ssm-discretize --init s4d-lin -N 16 -H 2 --dt 0.05 | ssm-kernel -L 100 | ssm-viz --format svg -o "$T/k.svg"
+    grep -q "<svg" "$T/k.svg"
+    ssm-discretize --init legs -N 16 | ssm-viz --tensor A --reshape 16x16 -o "$T/a.png"
+    run png_info "$T/a.png"
+    [ "$output" = "PNG 800 450" ]
 }

@@ -78,6 +78,16 @@ def frame(name, code, arr, attrs=None, codec=0, block_bytes=1 << 20):
         out += block(raw[off:off + block_bytes], codec, width(code))
     return out + end_block()
 
+NUMPY_CODES = {'float32': 1, 'float64': 2, 'complex64': 3, 'complex128': 4, 'int32': 5, 'int64': 6,
+               'uint8': 7, 'float16': 9, 'int8': 10, 'int16': 11, 'uint16': 12, 'uint32': 13,
+               'uint64': 14, 'bool': 15}
+
+def write(f, name, array, attrs=None, codec=0):
+    """Writes one frame of a numpy array (its dtype picks the stream dtype) to a binary file."""
+    a = np.ascontiguousarray(array)
+    code = NUMPY_CODES[a.dtype.name]
+    f.write(frame(name, code, a.astype(np.dtype(DT[code]), copy=False), attrs, codec))
+
 def demo_tensors():
     rng = np.random.default_rng(7)
     out = []
