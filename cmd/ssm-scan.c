@@ -5,7 +5,8 @@
  * Reads u, delta, A, B, C and optional D, z, delta_bias, h0, seq_idx (or lengths); writes y and the
  * final state h.  --backward also reads dy (and optional dh) and writes the gradients.  The inputs
  * are written back (after the tensors passed through), so a backward pass can follow in the same
- * pipeline; an incoming y, h or gradient of the same name is replaced.
+ * pipeline; an incoming tensor named like an output of this run (y, h; or the gradients) is
+ * replaced.
  */
 #include <getopt.h>
 #include <math.h>
@@ -43,11 +44,16 @@ static const char *output_names[] = {"y", "h", "du", "ddelta", "dA", "dB", "dC",
                                      "ddelta_bias", "dh0"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-static int wanted(const char *name, void *ctx) {
-    (void)ctx;
-    for (int i = 0; i < COUNT(input_names); i++) if (!strcmp(name, input_names[i])) return 1;
-    for (int i = 0; i < COUNT(output_names); i++) if (!strcmp(name, output_names[i])) return 1;
+/* The outputs of this run (forward: y, h; backward: the gradients) replace tensors of the same
+ * name; ctx points to the backward flag. */
+static int is_output(const char *name, int backward) {
+    for (int i = backward ? 2 : 0; i < (backward ? COUNT(output_names) : 2); i++)
+        if (!strcmp(name, output_names[i])) return 1;
     return 0;
+}
+static int wanted(const char *name, void *ctx) {
+    for (int i = 0; i < COUNT(input_names); i++) if (!strcmp(name, input_names[i])) return 1;
+    return is_output(name, *(const int *)ctx);
 }
 
 /* ---- checks that name the tensor, the expectation and what came ---------------------------- */
@@ -148,10 +154,11 @@ int main(int argc, char **argv) {
     int nfiles = argc - optind;
     for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
         ssm_reader *in = ssm_cli_open_input(nfiles ? argv[optind + f] : "-");
-        ssm_collect_or_pass(in, out, wanted, NULL, &set);
+        ssm_collect_or_pass(in, out, wanted, &backward, &set);
         ssm_reader_close(in);
     }
-    for (int i = 0; i < COUNT(output_names); i++) ssm_tensor_free(ssm_set_take(&set, output_names[i]));
+    for (int i = 0; i < COUNT(output_names); i++)
+        if (is_output(output_names[i], backward)) ssm_tensor_free(ssm_set_take(&set, output_names[i]));
 
     /* u fixes batch, D, L; A fixes N and whether the state is complex */
     const char *xshape = bld ? "[batch, L, D]" : "[batch, D, L]";

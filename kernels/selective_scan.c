@@ -12,10 +12,13 @@
  *     the layout (bld, bdl or any strides), into (CHUNK, LANES) arrays, then the recurrence runs on
  *     the packed arrays, then y is gated and scattered back.
  *   - The backward stores the state at the start of every chunk (forward pass), then walks the
- *     chunks in reverse, recomputing the chunk's CHUNK states from its checkpoint and propagating
- *     g = dL/dx backward through them.  Memory: per thread (L / CHUNK + CHUNK + 1) * N * LANES
- *     floats of states, plus per-thread accumulators of the reduced gradients (dA, dD,
- *     ddelta_bias, dB, dC), summed at the end; nothing of size batch x L x D x N.
+ *     chunks in reverse, recomputing the chunk's CHUNK states (and their decays) from its
+ *     checkpoint and propagating g = dL/dx backward through them.  Memory per thread:
+ *     (L / CHUNK + 2 CHUNK + 1) * N * LANES floats of states and decays, 5 L * LANES floats of
+ *     packed steps; nothing of size batch x L x D x N.  Sums over channels and batch (dA, dD,
+ *     ddelta_bias, dB, dC) go through per-work-item partials summed in a fixed order, so the
+ *     gradients are the same bits whatever the thread count (selective dB, dC: one (L, N) slab
+ *     per work item, at most batch * G * 16 of them).
  * exp is a float polynomial (exp_approx) that the compiler vectorizes with the lanes loop.
  */
 #include <math.h>
@@ -51,17 +54,37 @@ const char *selective_scan_check(const ssm_scan_params *p) {
 
 /* ---- elementwise helpers ------------------------------------------------------------------- */
 
+/* Hot loops are compiled three times (AVX-512, AVX2+FMA, baseline SSE2) and the best for the CPU
+ * is picked at load time (GCC's target_clones, an ifunc): the build stays -O2 with no -march, and
+ * the binary runs everywhere.  Only the vectorizable real-A loops need it. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(SSM_NO_CLONES)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+static inline int32_t float_bits(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
+static inline float bits_float(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
+
 /* exp(x) in float, vectorizable: x = k ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 Taylor
- * polynomial (relative error < 2e-7 on that interval), 2^k put into the exponent bits.  Below
- * -87.3 it returns 0 (no denormals), above 88.7 +inf; NaN stays NaN. */
-static inline float exp_approx(float x) {
-    const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it rounds to an integer */
-    float xc = x < -87.3f ? -87.3f : x;
-    xc = xc > 88.7f ? 88.7f : xc;
+ * polynomial (relative error < 2e-7 on that interval), 2^k put into the exponent bits.
+ * The argument is first clamped to [-87.3, 88.7] by two integer minimums on its bit pattern
+ * (unsigned for the negative side, signed for the positive side): float compares would keep GCC
+ * from vectorizing under the default -ftrapping-math, and these are one instruction each.
+ * So: x < -87.3 gives 1.2e-38 (not 0: never a denormal), x > 88.4 gives +inf, and a NaN gives a
+ * finite value (callers check their inputs; in the scan a NaN reaches the state through dt u B). */
+static inline __attribute__((always_inline)) float exp_approx(float x) {
+    const float magic = 12582912.0f;                        /* 1.5 * 2^23: + rounds to integer */
+    const int32_t magic_bits = 0x4B400000;
+    uint32_t ux = (uint32_t)float_bits(x);
+    ux = ux < 0xC2AE999Au ? ux : 0xC2AE999Au;               /* x >= -87.3 */
+    int32_t ix = (int32_t)ux;
+    ix = ix < 0x42B16666 ? ix : 0x42B16666;                 /* x <= 88.7 */
+    float xc = bits_float(ix);
     float kf = xc * 1.44269504088896341f + magic;
-    union { float f; int32_t i; } kb = {kf}, sc;
+    int32_t k = float_bits(kf) - magic_bits;                /* round(x / ln 2), in [-126, 128] */
     kf -= magic;
-    float r = xc - kf * 0.693145751953125f;
+    float r = xc - kf * 0.693145751953125f;                 /* ln 2 in two parts (Cody-Waite) */
     r = r - kf * 1.428606765330187e-06f;
     float q = 1.0f / 720;
     q = q * r + 1.0f / 120;
@@ -70,14 +93,35 @@ static inline float exp_approx(float x) {
     q = q * r + 0.5f;
     q = q * r + 1.0f;
     q = q * r + 1.0f;
-    sc.i = (kb.i - 0x4B400000 + 127) << 23;   /* 0x4B400000 is the bit pattern of magic */
-    float e = q * sc.f;
-    e = x < -87.3f ? 0.0f : e;
-    e = x > 88.7f ? INFINITY : e;
-    return e;
+    return q * bits_float((k + 127) << 23);                 /* k = 128 makes the inf pattern */
 }
-static inline float softplus_f(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
-static inline float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+VECTOR_CLONES void ssm_scan_exp_f32(const float *restrict x, float *restrict y, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = exp_approx(x[i]);
+}
+
+/* softplus(x) = max(x, 0) + log1p(exp(-|x|)), with log1p(e) = 2 atanh(e / (2 + e)) summed as its
+ * series (e in (0, 1] so s = e / (2 + e) <= 1/3: 9 terms leave < 1e-9 relative).  No cancellation
+ * for small e, no select: for x > 20 the log term (< 2.1e-9) vanishes in x's rounding, giving x
+ * exactly, as torch's threshold does. */
+static inline __attribute__((always_inline)) float softplus_approx(float x) {
+    float ax = fabsf(x);
+    float e = exp_approx(-ax);
+    float s = e / (2.0f + e), s2 = s * s;
+    float q = 1.0f / 17;
+    q = q * s2 + 1.0f / 15;
+    q = q * s2 + 1.0f / 13;
+    q = q * s2 + 1.0f / 11;
+    q = q * s2 + 1.0f / 9;
+    q = q * s2 + 1.0f / 7;
+    q = q * s2 + 1.0f / 5;
+    q = q * s2 + 1.0f / 3;
+    q = q * s2 + 1.0f;
+    return 0.5f * (x + ax) + 2.0f * s * q;
+}
+static inline __attribute__((always_inline)) float sigmoid_approx(float x) {
+    return 1.0f / (1.0f + exp_approx(-x));
+}
 
 /* ---- the plan: how channels are cut into blocks ---------------------------------------------- */
 typedef struct {
@@ -96,7 +140,10 @@ static scan_plan make_plan(const ssm_scan_params *p) {
     s.Dg = p->D / G;
     s.per_group = (s.Dg + LANES - 1) / LANES;
     s.nblocks = s.per_group * G;
+    /* the backward's chunk buffers are 4 x chunk x N x LANES floats: keep them near 16 MiB for
+     * large N (no limit on N beyond memory) */
     s.chunk = p->chunk > 0 ? p->chunk : DEFAULT_CHUNK;
+    if (p->chunk <= 0 && p->N > 1024) s.chunk = (int)(65536 / p->N > 8 ? 65536 / p->N : 8);
     s.cf = p->complex_A ? 2 : 1;
     return s;
 }
@@ -121,18 +168,36 @@ typedef struct {
     int T;
     /* per block: A (and invariant B, C) transposed to (N, LANES); complex: re and im arrays */
     float *Ar, *Ai, *Br, *Bi, *Cr, *Ci;
-    /* per chunk, (T, LANES): step, step * u, u, softplus' of the raw step, pre-gate output */
-    float *dt, *dtu, *u, *dspd, *ypre, *dyp;
-    /* backward per chunk, (T, LANES): du and ddelta */
-    float *du, *ddelta;
+    /* per chunk, (T, LANES): step, step * u, u, softplus' of the raw step, z (views into the
+     * base_ arrays), pre-gate output, gradient before the gate */
+    float *dt, *dtu, *u, *dspd, *z, *ypre, *dyp;
+    unsigned char *reset;
+    float *base_dt, *base_dtu, *base_u, *base_dspd, *base_z;
+    unsigned char *base_reset;
+    int has_z;
+    /* the gated output (backward: dz), (T, LANES); backward per chunk: du and ddelta */
+    float *out, *du, *ddelta;
     /* selective B, C of the chunk, (T, N) */
     float *Bsr, *Bsi, *Csr, *Csi;
-    unsigned char *reset;
+    /* real selective B, C are read in place: at (b, t0, g, 0), strides per time step and state */
+    const float *Bsel, *Csel;
+    int64_t bc_t, bc_n;
     /* states: current (N, LANES); backward: chunk states (T + 1, N, LANES), checkpoints, g */
     float *xr, *xi, *xsr, *xsi, *ckr, *cki, *gr, *gi;
+    float *zeros;     /* (N, LANES) zeros: the state after a reset */
+    float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES) */
+    float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC, (T, N, LANES) */
     /* backward accumulators per lane (N, LANES) and per block */
     float *dAr, *dAi, *dBr, *dBi, *dCr, *dCi;
 } workspace;
+
+/* Points the per-chunk step arrays at chunk c of the base arrays (always 0 in the forward). */
+static void ws_view_chunk(workspace *w, int64_t c) {
+    int64_t o = c * w->T * LANES;
+    w->dt = w->base_dt + o, w->dtu = w->base_dtu + o, w->u = w->base_u + o, w->dspd = w->base_dspd + o;
+    w->z = w->has_z ? w->base_z + o : w->base_z;
+    w->reset = w->base_reset + c * w->T;
+}
 
 static float *alloc_floats(int64_t n) { return ssm_xcalloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
@@ -145,11 +210,19 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
     w->T = (int)T;
     w->Ar = alloc_floats(NW); w->Br = alloc_floats(NW); w->Cr = alloc_floats(NW);
     w->xr = alloc_floats(NW);
-    w->dt = alloc_floats(T * LANES); w->dtu = alloc_floats(T * LANES); w->u = alloc_floats(T * LANES);
-    w->dspd = alloc_floats(T * LANES); w->ypre = alloc_floats(T * LANES); w->dyp = alloc_floats(T * LANES);
+    /* the backward keeps the packed steps of the whole sequence (from its first pass), so the
+     * second pass needs no gathering: (L, LANES) floats each, w->dt etc. view one chunk */
+    int64_t steps = backward ? (p->L + T - 1) / T * T : T;
+    w->base_dt = alloc_floats(steps * LANES); w->base_dtu = alloc_floats(steps * LANES);
+    w->base_u = alloc_floats(steps * LANES); w->base_dspd = alloc_floats(steps * LANES);
+    w->has_z = p->z != NULL;
+    w->base_z = alloc_floats(p->z ? steps * LANES : 1);
+    w->base_reset = ssm_xcalloc((size_t)steps, 1);
+    ws_view_chunk(w, 0);
+    w->ypre = alloc_floats(T * LANES); w->dyp = alloc_floats(T * LANES);
     w->du = alloc_floats(T * LANES); w->ddelta = alloc_floats(T * LANES);
+    w->out = alloc_floats(T * LANES);
     w->Bsr = alloc_floats(T * N); w->Csr = alloc_floats(T * N);
-    w->reset = ssm_xcalloc((size_t)T, 1);
     if (cplx) {
         w->Ai = alloc_floats(NW); w->Bi = alloc_floats(NW); w->Ci = alloc_floats(NW);
         w->xi = alloc_floats(NW); w->Bsi = alloc_floats(T * N); w->Csi = alloc_floats(T * N);
@@ -157,6 +230,8 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
     if (backward) {
         int64_t nck = (p->L + T - 1) / T;
         w->xsr = alloc_floats((T + 1) * NW); w->ckr = alloc_floats(nck * NW); w->gr = alloc_floats(NW);
+        w->zeros = alloc_floats(NW);
+        if (!cplx) { w->as = alloc_floats(T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
         w->dAr = alloc_floats(NW); w->dBr = alloc_floats(NW); w->dCr = alloc_floats(NW);
         if (cplx) {
             w->xsi = alloc_floats((T + 1) * NW); w->cki = alloc_floats(nck * NW); w->gi = alloc_floats(NW);
@@ -165,11 +240,11 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
     }
 }
 static void ws_free(workspace *w) {
-    float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->dt, w->dtu, w->u, w->dspd, w->ypre,
-                    w->dyp, w->du, w->ddelta, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
-                    w->cki, w->gr, w->gi, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
+    float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->base_dt, w->base_dtu, w->base_u,
+                    w->base_dspd, w->base_z, w->ypre, w->dyp, w->du, w->ddelta, w->out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
+                    w->cki, w->gr, w->gi, w->zeros, w->as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
-    free(w->reset);
+    free(w->base_reset);
 }
 
 /* Loads the block's A (and invariant B, C) as (N, LANES), padding lanes with 0. */
@@ -218,29 +293,184 @@ static void store_state(const scan_plan *s, const workspace *w, int64_t b, int64
         }
 }
 
-/* Packs time steps [t0, t0 + tn) of block (b, g, d0): steps, u, selective B and C, resets. */
-static void pack_chunk(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t d0, int nd,
-                       int64_t t0, int tn) {
-    const ssm_scan_params *p = s->p;
+/* Steps and their inputs of one packed chunk, vectorized over (T, LANES): from the raw delta in
+ * dt, dt = softplus(delta + bias) or delta + bias; dtu = dt u; dspd = d dt / d raw. */
+VECTOR_CLONES static void chunk_steps(float *restrict dt, float *restrict dtu, float *restrict dspd,
+                                      const float *restrict u, const float *restrict bias, int tn,
+                                      int softplus, int need_dspd) {
     for (int t = 0; t < tn; t++) {
-        for (int l = 0; l < LANES; l++) {
-            float dt = 0, u = 0, spd = 0;
-            if (l < nd) {
-                int64_t i = x_at(p, b, t0 + t, d0 + l);
-                float raw = p->delta[i] + (p->delta_bias ? p->delta_bias[d0 + l] : 0.0f);
-                dt = raw, spd = 1;
-                if (p->softplus && raw <= 20.0f) { dt = softplus_f(raw); spd = sigmoid_f(raw); }
-                u = p->u[i];
+        float *restrict d = dt + t * LANES, *restrict du = dtu + t * LANES, *restrict sp = dspd + t * LANES;
+        const float *restrict ut = u + t * LANES;
+        if (softplus && !need_dspd) {   /* the forward needs no derivative */
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float v = softplus_approx(d[l] + bias[l]);
+                d[l] = v;
+                du[l] = v * ut[l];
             }
-            w->dt[t * LANES + l] = dt;
-            w->dtu[t * LANES + l] = dt * u;
-            w->u[t * LANES + l] = u;
-            w->dspd[t * LANES + l] = spd;
+        } else if (softplus) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float raw = d[l] + bias[l];
+                float v = softplus_approx(raw);
+                d[l] = v;
+                du[l] = v * ut[l];
+                sp[l] = sigmoid_approx(raw);
+            }
+        } else {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float v = d[l] + bias[l];
+                d[l] = v;
+                du[l] = v * ut[l];
+                sp[l] = 1.0f;
+            }
         }
+    }
+}
+
+/* out = (ypre + D u) * z sigmoid(z) (no gate when z is NULL), over (tn, LANES). */
+VECTOR_CLONES static void chunk_gate(float *restrict out, const float *restrict ypre,
+                                     const float *restrict u, const float *restrict z,
+                                     const float *restrict dskip, int tn) {
+    for (int t = 0; t < tn; t++) {
+        const int o = t * LANES;
+        if (z) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float zz = z[o + l];
+                out[o + l] = (ypre[o + l] + dskip[l] * u[o + l]) * zz * sigmoid_approx(zz);
+            }
+        } else {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) out[o + l] = ypre[o + l] + dskip[l] * u[o + l];
+        }
+    }
+}
+
+/* Backward of the gate over (tn, LANES): dy (in dyp) becomes the gradient before the gate;
+ * dz = dy (ypre + D u) sigmoid(z) (1 + z (1 - sigmoid(z))); dD_acc += dyp u. */
+VECTOR_CLONES static void chunk_gate_backward(float *restrict dyp, float *restrict dz,
+                                              const float *restrict ypre, const float *restrict u,
+                                              const float *restrict z, const float *restrict dskip,
+                                              float *restrict dD_acc, int tn) {
+    for (int t = 0; t < tn; t++) {
+        const int o = t * LANES;
+        if (z) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float zz = z[o + l], sg = sigmoid_approx(zz), dy = dyp[o + l];
+                float out = ypre[o + l] + dskip[l] * u[o + l];
+                dz[o + l] = dy * out * sg * (1.0f + zz * (1.0f - sg));
+                dyp[o + l] = dy * zz * sg;
+            }
+        }
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) dD_acc[l] += dyp[o + l] * u[o + l];
+    }
+}
+
+/* GCC vector extensions (lowered to the target's shuffles in each compiled variant). */
+typedef float v16sf __attribute__((vector_size(64)));
+typedef int32_t v16si __attribute__((vector_size(64)));
+
+/* Transposes a 16 x 16 tile: row i of src (16 floats at src + i * ss) becomes column i of dst
+ * (row j at dst + j * ds).  Four stages; stage s swaps bit s of the row and the column index
+ * between rows i and i + 2^s, two two-source shuffles per pair of rows. */
+VECTOR_CLONES static void transpose16(const float *restrict src, int64_t ss, float *restrict dst, int64_t ds) {
+    v16sf r[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) memcpy(&r[i], src + i * ss, sizeof r[i]);
+#define STAGE(h, lo, hi)                                                              \
+    _Pragma("GCC unroll 16")                                                          \
+    for (int i = 0; i < 16; i++)                                                      \
+        if (!(i & (h))) {                                                             \
+            v16sf a = r[i], b = r[i + (h)];                                           \
+            r[i] = __builtin_shuffle(a, b, (v16si)lo);                                \
+            r[i + (h)] = __builtin_shuffle(a, b, (v16si)hi);                          \
+        }
+    STAGE(1, ((v16si){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+          ((v16si){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+    STAGE(2, ((v16si){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+          ((v16si){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    STAGE(4, ((v16si){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+          ((v16si){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    STAGE(8, ((v16si){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+          ((v16si){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+#undef STAGE
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) memcpy(dst + j * ds, &r[j], sizeof r[j]);
+}
+
+/* Gathers lanes [0, nd) of an x-shaped tensor at (b, t0 .. t0 + tn) into (tn, LANES); 0 beyond.
+ * Channel-contiguous (bld) tensors are read a row at a time, time-contiguous (bdl) a lane at a time. */
+static void gather_lanes(const ssm_scan_params *p, const float *src, float *restrict dst, int64_t b,
+                         int64_t d0, int nd, int64_t t0, int tn) {
+    const float *s = src + x_at(p, b, t0, d0);
+    const int64_t st = p->x_strides.time, sc = p->x_strides.channel;
+    if (nd < LANES)
+        for (int t = 0; t < tn; t++) for (int l = nd; l < LANES; l++) dst[t * LANES + l] = 0;
+    if (sc == 1 && nd == LANES) {
+        /* a constant-size copy is inlined (a copy loop would become a memcpy call) */
+        for (int t = 0; t < tn; t++) memcpy(dst + t * LANES, s + t * st, LANES * sizeof(float));
+    } else if (sc == 1) {
+        for (int t = 0; t < tn; t++) memcpy(dst + t * LANES, s + t * st, (size_t)nd * sizeof(float));
+    } else {
+        int t = 0;
+        if (st == 1 && nd == LANES)   /* time-contiguous (bdl): 16 x 16 tiles transposed */
+            for (; t + 16 <= tn; t += 16) transpose16(s + t, sc, dst + t * LANES, LANES);
+        for (int l = 0; l < nd; l++) {
+            const float *sl = s + l * sc;
+            for (int tt = t; tt < tn; tt++) dst[tt * LANES + l] = sl[tt * st];
+        }
+    }
+}
+static void scatter_lanes(const ssm_scan_params *p, const float *restrict src, float *dst, int64_t b,
+                          int64_t d0, int nd, int64_t t0, int tn) {
+    float *d = dst + x_at(p, b, t0, d0);
+    const int64_t st = p->x_strides.time, sc = p->x_strides.channel;
+    if (sc == 1 && nd == LANES) {
+        for (int t = 0; t < tn; t++) memcpy(d + t * st, src + t * LANES, LANES * sizeof(float));
+    } else if (sc == 1) {
+        for (int t = 0; t < tn; t++) memcpy(d + t * st, src + t * LANES, (size_t)nd * sizeof(float));
+    } else {
+        int t = 0;
+        if (st == 1 && nd == LANES)
+            for (; t + 16 <= tn; t += 16) transpose16(src + t * LANES, LANES, d + t, sc);
+        for (int l = 0; l < nd; l++) {
+            float *dl = d + l * sc;
+            for (int tt = t; tt < tn; tt++) dl[tt * st] = src[tt * LANES + l];
+        }
+    }
+}
+
+/* Packs time steps [t0, t0 + tn) of block (b, d0): steps, u, z, resets. */
+static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, int nd, int64_t t0, int tn,
+                       int need_dspd) {
+    const ssm_scan_params *p = s->p;
+    gather_lanes(p, p->delta, w->dt, b, d0, nd, t0, tn);
+    gather_lanes(p, p->u, w->u, b, d0, nd, t0, tn);
+    if (p->z) gather_lanes(p, p->z, w->z, b, d0, nd, t0, tn);
+    float bias[LANES] = {0};
+    if (p->delta_bias) for (int l = 0; l < nd; l++) bias[l] = p->delta_bias[d0 + l];
+    chunk_steps(w->dt, w->dtu, w->dspd, w->u, bias, tn, p->softplus, need_dspd);
+    for (int t = 0; t < tn; t++) {
         int64_t tt = t0 + t;
         w->reset[t] = p->seq_idx && tt > 0 && p->seq_idx[b * p->L + tt] != p->seq_idx[b * p->L + tt - 1];
     }
+}
+
+/* Selective B, C of the chunk: real ones are read in place (pointers), complex ones packed (T, N). */
+static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t t0, int tn) {
+    const ssm_scan_params *p = s->p;
     if (p->G == 0) return;
+    if (!p->complex_A) {
+        w->Bsel = p->B + bc_sel_at(p, b, t0, g, 0);
+        w->Csel = p->C + bc_sel_at(p, b, t0, g, 0);
+        w->bc_t = p->bc_strides.time;
+        w->bc_n = p->bc_strides.channel;
+        return;
+    }
     int64_t N = p->N;
     for (int t = 0; t < tn; t++)
         for (int64_t n = 0; n < N; n++) {
@@ -255,46 +485,66 @@ static void pack_chunk(const scan_plan *s, workspace *w, int64_t b, int64_t g, i
 
 /* ---- the recurrence on a packed chunk ----------------------------------------------------------- */
 
-/* Real A: runs tn steps from the state w->xr.  ypre (T, LANES) gets sum_n x C (before D and the
- * gate); xs (when not NULL) gets the state after each step, (tn, N, LANES). */
-static void chunk_forward_real(workspace *w, int selective, int tn, float *restrict ypre,
-                               float *restrict xs) {
-    const int64_t N = w->N;
-    float *restrict x = w->xr;
+/* Real A: runs tn steps.  Forward (recompute = 0): from and into the state w->xr; ypre (T, LANES)
+ * gets sum_n x C (before D and the gate).  Recompute for the backward: xs is (tn + 1, N, LANES)
+ * with xs[0] the state before the chunk; step t reads xs[t] (zeros after a reset) and writes
+ * xs[t + 1], and w->as gets the decays exp(dt A), (tn, N, LANES).  Inlined into the two compiled
+ * variants below, so that the choice costs nothing inside the loops. */
+static inline __attribute__((always_inline)) void forward_real_body(
+    workspace *w, int selective, int tn, float *restrict ypre, float *restrict xs, const int recompute) {
+    const int64_t N = w->N, NW = N * LANES;
     const float *restrict A = w->Ar;
     for (int t = 0; t < tn; t++) {
-        if (w->reset[t]) memset(x, 0, (size_t)(N * LANES) * sizeof(float));
+        float *restrict xout = recompute ? xs + (t + 1) * NW : w->xr;
+        const float *xin = recompute ? xs + t * NW : w->xr;
+        if (w->reset[t]) {
+            if (recompute) xin = w->zeros;
+            else memset(w->xr, 0, (size_t)NW * sizeof(float));
+        }
         const float *restrict dt = w->dt + t * LANES, *restrict dtu = w->dtu + t * LANES;
+        float *restrict at = recompute ? w->as + (int64_t)t * NW : NULL;
         float y[LANES] = {0};
         if (selective) {
-            const float *restrict Bt = w->Bsr + t * N, *restrict Ct = w->Csr + t * N;
+            const float *restrict Bt = w->Bsel + t * w->bc_t, *restrict Ct = w->Csel + t * w->bc_t;
+            const int64_t sn = w->bc_n;
             for (int64_t n = 0; n < N; n++) {
-                float *restrict xn = x + n * LANES;
+                float *xo = xout + n * LANES;
+                const float *xi = xin + n * LANES;
                 const float *restrict An = A + n * LANES;
-                const float bn = Bt[n], cn = Ct[n];
+                const float bn = Bt[n * sn], cn = Ct[n * sn];
 #pragma omp simd
                 for (int l = 0; l < LANES; l++) {
-                    float v = exp_approx(dt[l] * An[l]) * xn[l] + dtu[l] * bn;
-                    xn[l] = v;
+                    float a = exp_approx(dt[l] * An[l]);
+                    if (recompute) at[n * LANES + l] = a;
+                    float v = a * xi[l] + dtu[l] * bn;
+                    xo[l] = v;
                     y[l] += v * cn;
                 }
             }
         } else {
             for (int64_t n = 0; n < N; n++) {
-                float *restrict xn = x + n * LANES;
+                float *xo = xout + n * LANES;
+                const float *xi = xin + n * LANES;
                 const float *restrict An = A + n * LANES, *restrict Bn = w->Br + n * LANES,
                                       *restrict Cn = w->Cr + n * LANES;
 #pragma omp simd
                 for (int l = 0; l < LANES; l++) {
-                    float v = exp_approx(dt[l] * An[l]) * xn[l] + dtu[l] * Bn[l];
-                    xn[l] = v;
+                    float a = exp_approx(dt[l] * An[l]);
+                    if (recompute) at[n * LANES + l] = a;
+                    float v = a * xi[l] + dtu[l] * Bn[l];
+                    xo[l] = v;
                     y[l] += v * Cn[l];
                 }
             }
         }
         if (ypre) memcpy(ypre + t * LANES, y, sizeof y);
-        if (xs) memcpy(xs + (int64_t)t * N * LANES, x, (size_t)(N * LANES) * sizeof(float));
     }
+}
+VECTOR_CLONES static void chunk_forward_real(workspace *w, int selective, int tn, float *ypre) {
+    forward_real_body(w, selective, tn, ypre, NULL, 0);
+}
+VECTOR_CLONES static void chunk_recompute_real(workspace *w, int selective, int tn, float *ypre, float *xs) {
+    forward_real_body(w, selective, tn, ypre, xs, 1);
 }
 
 /* Complex A (and B, C): the same with (re, im) arrays; y is 2 Re(sum_n x C). */
@@ -339,7 +589,7 @@ static void chunk_forward_complex(workspace *w, int selective, int tn, float *re
 
 static void chunk_forward(const scan_plan *s, workspace *w, int tn, float *ypre, float *xsr, float *xsi) {
     if (s->p->complex_A) chunk_forward_complex(w, s->p->G != 0, tn, ypre, xsr, xsi);
-    else chunk_forward_real(w, s->p->G != 0, tn, ypre, xsr);
+    else chunk_forward_real(w, s->p->G != 0, tn, ypre);
 }
 
 /* ---- forward ------------------------------------------------------------------------------------- */
@@ -362,19 +612,16 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
             block_of(&s, item % s.nblocks, &g, &d0, &nd);
             load_block_params(&s, &w, d0, nd);
             load_state(&s, &w, b, d0, nd);
+            float dskip[LANES] = {0};
+            if (p->D_skip) for (int l = 0; l < nd; l++) dskip[l] = p->D_skip[d0 + l];
             for (int64_t t0 = 0; t0 < p->L; t0 += s.chunk) {
                 int tn = (int)(p->L - t0 < s.chunk ? p->L - t0 : s.chunk);
-                pack_chunk(&s, &w, b, g, d0, nd, t0, tn);
+                pack_steps(&s, &w, b, d0, nd, t0, tn, 0);
+                pack_bc(&s, &w, b, g, t0, tn);
                 chunk_forward(&s, &w, tn, w.ypre, NULL, NULL);
                 /* out = (y + D u) * silu(z), scattered back through the strides */
-                for (int t = 0; t < tn; t++)
-                    for (int l = 0; l < nd; l++) {
-                        int64_t i = x_at(p, b, t0 + t, d0 + l);
-                        float u = w.u[t * LANES + l];
-                        float out = w.ypre[t * LANES + l] + (p->D_skip ? p->D_skip[d0 + l] * u : 0.0f);
-                        if (p->z) out *= p->z[i] * sigmoid_f(p->z[i]);
-                        y[i] = out;
-                    }
+                chunk_gate(w.out, w.ypre, w.u, p->z ? w.z : NULL, dskip, tn);
+                scatter_lanes(p, w.out, y, b, d0, nd, t0, tn);
             }
             if (h_out) store_state(&s, &w, b, d0, nd, h_out);
         }
@@ -384,72 +631,112 @@ void selective_scan_forward(const ssm_scan_params *p, float *y, float *h_out) {
 
 /* ---- backward ------------------------------------------------------------------------------------ */
 
-/* Reduced gradients, accumulated per thread and summed at the end. */
-typedef struct {
-    float *dA, *dB, *dC, *dD, *dbias;
-} reduced_grads;
+
+/* sums[k] += the sum of the LANES values of v[k], k < count; v is (count, LANES).  Sixteen rows at
+ * a time by a transposing tree (GCC vector extensions, lowered to the target's shuffles): 15 adds
+ * and 30 two-source shuffles give 16 sums, against ~15 operations for each sum on its own.  (A
+ * horizontal sum per k in the scan's inner loop would be compiled to a scalar loop.) */
+#define FOLD(a, b, ma, mb) (__builtin_shuffle((a), (b), (ma)) + __builtin_shuffle((a), (b), (mb)))
+static inline __attribute__((always_inline)) void add_row_sums16(const float *m, float *sums) {
+    const v16si m1a = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    const v16si m1b = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    const v16si m2a = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+    const v16si m2b = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+    const v16si m3a = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+    const v16si m3b = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+    const v16si m4a = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const v16si m4b = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+    /* rows 2i, 2i+1 -> 8 partial sums each; then 4, 2, 1 (written out: arrays of vectors would
+     * stay in memory at -O2) */
+    v16sf r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15;
+    memcpy(&r0, m, 64), memcpy(&r1, m + 16, 64), memcpy(&r2, m + 32, 64), memcpy(&r3, m + 48, 64);
+    memcpy(&r4, m + 64, 64), memcpy(&r5, m + 80, 64), memcpy(&r6, m + 96, 64), memcpy(&r7, m + 112, 64);
+    memcpy(&r8, m + 128, 64), memcpy(&r9, m + 144, 64), memcpy(&r10, m + 160, 64), memcpy(&r11, m + 176, 64);
+    memcpy(&r12, m + 192, 64), memcpy(&r13, m + 208, 64), memcpy(&r14, m + 224, 64), memcpy(&r15, m + 240, 64);
+    v16sf q0 = FOLD(FOLD(r0, r1, m1a, m1b), FOLD(r2, r3, m1a, m1b), m2a, m2b);
+    v16sf q1 = FOLD(FOLD(r4, r5, m1a, m1b), FOLD(r6, r7, m1a, m1b), m2a, m2b);
+    v16sf q2 = FOLD(FOLD(r8, r9, m1a, m1b), FOLD(r10, r11, m1a, m1b), m2a, m2b);
+    v16sf q3 = FOLD(FOLD(r12, r13, m1a, m1b), FOLD(r14, r15, m1a, m1b), m2a, m2b);
+    v16sf e0 = FOLD(q0, q1, m3a, m3b), e1 = FOLD(q2, q3, m3a, m3b);
+    v16sf total = FOLD(e0, e1, m4a, m4b), old;
+    memcpy(&old, sums, sizeof old);
+    old += total;
+    memcpy(sums, &old, sizeof old);
+}
+#undef FOLD
+#if LANES != 16
+#error "sum_lanes assumes 16 lanes"
+#endif
+VECTOR_CLONES static void sum_lanes(const float *restrict v, float *restrict sums, int64_t count) {
+    int64_t k = 0;
+    for (; k + 16 <= count; k += 16) add_row_sums16(v + k * LANES, sums + k);
+    for (; k < count; k++) {
+        float acc = 0;
+        for (int l = 0; l < LANES; l++) acc += v[k * LANES + l];
+        sums[k] += acc;
+    }
+}
 
 /* Real A: backward through one chunk of tn steps.  xs holds (tn + 1, N, LANES) states: xs[0]
  * before the first step (before any reset), xs[t + 1] after step t.  g (N, LANES) is dL/dx after
  * the chunk on entry and before it on return.  Per-lane outputs go to w->du and w->ddelta
- * (softplus' applied), and the per-lane accumulators; selective dB, dC go to dBs, dCs (tn, N). */
-static void chunk_backward_real(workspace *w, int selective, int tn, const float *restrict dskip,
-                                float *restrict dBs, float *restrict dCs) {
-    const int64_t N = w->N;
-    float *restrict g = w->gr;
-    const float *restrict A = w->Ar;
+ * (softplus' applied), and the per-lane accumulators; selective dB, dC go per lane to w->hb, w->hc
+ * (tn, N, LANES), summed over the lanes afterwards by sum_lanes. */
+static inline __attribute__((always_inline)) void backward_real_body(
+    workspace *w, int tn, const float *restrict dskip, const int selective) {
+    const int64_t N = w->N, NW = N * LANES;
+    /* everything the loops touch, in locals: stores through one pointer then cannot make the
+     * compiler reload the others */
+    float *restrict g = w->gr, *restrict dA = w->dAr, *restrict dBi = w->dBr, *restrict dCi = w->dCr;
+    float *restrict hb = w->hb, *restrict hc = w->hc;
+    const float *restrict A = w->Ar, *restrict Bi = w->Br, *restrict Ci = w->Cr;
+    const float *restrict as = w->as, *restrict xs = w->xsr;
+    const float *restrict Bsel = w->Bsel, *restrict Csel = w->Csel;
+    const int64_t bc_t = w->bc_t, bc_n = w->bc_n;
     for (int t = tn - 1; t >= 0; t--) {
         const float *restrict dt = w->dt + t * LANES, *restrict dtu = w->dtu + t * LANES;
         const float *restrict dyp = w->dyp + t * LANES;
-        const float *restrict xt = w->xsr + (int64_t)(t + 1) * N * LANES;
-        const float *restrict xp = w->xsr + (int64_t)t * N * LANES;
+        const float *restrict xt = xs + (t + 1) * NW, *restrict xp = xs + t * NW;
+        const float *restrict at = as + t * NW;
+        float *restrict hbt = hb + t * NW, *restrict hct = hc + t * NW;
         const float keep = w->reset[t] ? 0.0f : 1.0f;
         float sBu[LANES] = {0}, sAa[LANES] = {0};
         for (int64_t n = 0; n < N; n++) {
-            float *restrict gn = g + n * LANES, *restrict dAn = w->dAr + n * LANES;
-            const float *restrict An = A + n * LANES;
-            const float *restrict xtn = xt + n * LANES, *restrict xpn = xp + n * LANES;
-            if (selective) {
-                const float bn = w->Bsr[t * N + n], cn = w->Csr[t * N + n];
-                float sB = 0, sC = 0;
-#pragma omp simd reduction(+ : sB, sC)
-                for (int l = 0; l < LANES; l++) {
-                    float a = exp_approx(dt[l] * An[l]);
-                    float gg = gn[l] + dyp[l] * cn;
-                    sC += dyp[l] * xtn[l];
-                    sB += gg * dtu[l];
-                    sBu[l] += gg * bn;
-                    float gaa = gg * keep * xpn[l] * a;
-                    dAn[l] += gaa * dt[l];
-                    sAa[l] += gaa * An[l];
-                    gn[l] = keep * a * gg;
-                }
-                dBs[t * N + n] += sB;
-                dCs[t * N + n] += sC;
-            } else {
-                float *restrict dBn = w->dBr + n * LANES, *restrict dCn = w->dCr + n * LANES;
-                const float *restrict Bn = w->Br + n * LANES, *restrict Cn = w->Cr + n * LANES;
+            const int64_t o = n * LANES;
+            float bn = 0, cn = 0;
+            if (selective) bn = Bsel[t * bc_t + n * bc_n], cn = Csel[t * bc_t + n * bc_n];
 #pragma omp simd
-                for (int l = 0; l < LANES; l++) {
-                    float a = exp_approx(dt[l] * An[l]);
-                    float gg = gn[l] + dyp[l] * Cn[l];
-                    dCn[l] += dyp[l] * xtn[l];
-                    dBn[l] += gg * dtu[l];
-                    sBu[l] += gg * Bn[l];
-                    float gaa = gg * keep * xpn[l] * a;
-                    dAn[l] += gaa * dt[l];
-                    sAa[l] += gaa * An[l];
-                    gn[l] = keep * a * gg;
+            for (int l = 0; l < LANES; l++) {
+                float a = at[o + l];
+                float b = selective ? bn : Bi[o + l], c = selective ? cn : Ci[o + l];
+                float gg = g[o + l] + dyp[l] * c;          /* dL/dx_t */
+                float dc = dyp[l] * xt[o + l], db = gg * dtu[l];
+                if (selective) {   /* per-lane shares, summed over the lanes afterwards */
+                    hct[o + l] = dc;
+                    hbt[o + l] = db;
+                } else {
+                    dCi[o + l] += dc;
+                    dBi[o + l] += db;
                 }
+                sBu[l] += gg * b;                          /* -> du, ddelta */
+                float gaa = gg * keep * xp[o + l] * a;     /* dL/da * a */
+                dA[o + l] += gaa * dt[l];
+                sAa[l] += gaa * A[o + l];
+                g[o + l] = keep * a * gg;                  /* dL/dx_{t-1} */
             }
         }
         float *restrict du = w->du + t * LANES, *restrict dd = w->ddelta + t * LANES;
         const float *restrict u = w->u + t * LANES, *restrict spd = w->dspd + t * LANES;
+#pragma omp simd
         for (int l = 0; l < LANES; l++) {
             du[l] = sBu[l] * dt[l] + dyp[l] * dskip[l];
             dd[l] = (sBu[l] * u[l] + sAa[l]) * spd[l];
         }
     }
+}
+VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int tn, const float *dskip) {
+    if (selective) backward_real_body(w, tn, dskip, 1);
+    else backward_real_body(w, tn, dskip, 0);
 }
 
 /* Complex A, B, C: the same with g = dL/dRe x + i dL/dIm x; a product w = a x passes conj(a) g to
@@ -507,174 +794,208 @@ static void chunk_backward_complex(workspace *w, int selective, int tn, const fl
     }
 }
 
+/* Where one work item of the backward puts what is summed over work items: per batch element
+ * (batch, D, N) for dA and time-invariant dB, dC, (batch, D) for dD and ddelta_bias, and for
+ * selective dB, dC one (L, N) slab per work item.  Every entry is written by one work item, and
+ * the sums over them run in a fixed order afterwards: the gradients do not depend on the number
+ * of threads or on which thread ran what. */
+typedef struct {
+    float *dA, *dB, *dC, *dD, *dbias;     /* (batch, D, N [, 2]), (batch, D) */
+    float *sB, *sC;                       /* selective: (items, L, N [, 2]) */
+} partial_grads;
+
+/* The backward of one block of channels (b, g, d0 .. d0 + nd - 1).  Selective dB, dC are added
+ * into sB, sC, (L, N [, 2]); everything else is written. */
+static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t d0, int nd,
+                           const float *dy, const float *dh_out, const ssm_scan_grads *gr,
+                           const partial_grads *pg, float *sB, float *sC, float *dBs, float *dCs) {
+    const ssm_scan_params *p = s->p;
+    const int64_t N = p->N, D = p->D, L = p->L, T = s->chunk, NW = N * LANES;
+    const int cf = s->cf, cplx = p->complex_A, selective = p->G != 0;
+    const int64_t nck = (L + T - 1) / T;
+    load_block_params(s, w, d0, nd);
+    load_state(s, w, b, d0, nd);
+    /* pass 1: the forward, keeping the state at every chunk start and the packed steps */
+    for (int64_t c = 0; c < nck; c++) {
+        int64_t t0 = c * T;
+        int tn = (int)(L - t0 < T ? L - t0 : T);
+        memcpy(w->ckr + c * NW, w->xr, (size_t)NW * sizeof(float));
+        if (cplx) memcpy(w->cki + c * NW, w->xi, (size_t)NW * sizeof(float));
+        ws_view_chunk(w, c);
+        pack_steps(s, w, b, d0, nd, t0, tn, 1);
+        pack_bc(s, w, b, g, t0, tn);
+        chunk_forward(s, w, tn, NULL, NULL, NULL);
+    }
+    /* pass 2: chunks in reverse, g = dL/dx carried backward from dh_out */
+    memset(w->gr, 0, (size_t)NW * sizeof(float));
+    if (cplx) memset(w->gi, 0, (size_t)NW * sizeof(float));
+    if (dh_out)
+        for (int64_t n = 0; n < N; n++)
+            for (int l = 0; l < nd; l++) {
+                int64_t k = ((b * D) + d0 + l) * N + n;
+                if (cplx) { w->gr[n * LANES + l] = dh_out[2 * k]; w->gi[n * LANES + l] = dh_out[2 * k + 1]; }
+                else w->gr[n * LANES + l] = dh_out[k];
+            }
+    memset(w->dAr, 0, (size_t)NW * sizeof(float));
+    memset(w->dBr, 0, (size_t)NW * sizeof(float));
+    memset(w->dCr, 0, (size_t)NW * sizeof(float));
+    if (cplx) {
+        memset(w->dAi, 0, (size_t)NW * sizeof(float));
+        memset(w->dBi, 0, (size_t)NW * sizeof(float));
+        memset(w->dCi, 0, (size_t)NW * sizeof(float));
+    }
+    float dskip[LANES] = {0}, dD_acc[LANES] = {0}, dbias_acc[LANES] = {0};
+    for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
+    for (int64_t c = nck - 1; c >= 0; c--) {
+        int64_t t0 = c * T;
+        int tn = (int)(L - t0 < T ? L - t0 : T);
+        ws_view_chunk(w, c);          /* the steps packed by pass 1 */
+        pack_bc(s, w, b, g, t0, tn);
+        memcpy(w->xr, w->ckr + c * NW, (size_t)NW * sizeof(float));
+        memcpy(w->xsr, w->xr, (size_t)NW * sizeof(float));
+        if (cplx) {
+            memcpy(w->xi, w->cki + c * NW, (size_t)NW * sizeof(float));
+            memcpy(w->xsi, w->xi, (size_t)NW * sizeof(float));
+            chunk_forward(s, w, tn, w->ypre, w->xsr + NW, w->xsi + NW);
+        } else {
+            chunk_recompute_real(w, selective, tn, w->ypre, w->xsr);
+        }
+        /* the gate: out = (ypre + D u) silu(z) */
+        gather_lanes(p, dy, w->dyp, b, d0, nd, t0, tn);
+        chunk_gate_backward(w->dyp, w->out, w->ypre, w->u, p->z ? w->z : NULL, dskip, dD_acc, tn);
+        if (gr->dz) {
+            if (!p->z) memset(w->out, 0, (size_t)(tn * LANES) * sizeof(float));
+            scatter_lanes(p, w->out, gr->dz, b, d0, nd, t0, tn);
+        }
+        if (selective) {
+            memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
+            memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
+        }
+        if (cplx) {
+            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
+        } else {
+            chunk_backward_real(w, selective, tn, dskip);
+            if (selective) {   /* the lanes' shares of dB, dC summed over the block */
+                sum_lanes(w->hb, dBs, tn * N);
+                sum_lanes(w->hc, dCs, tn * N);
+            }
+        }
+        if (gr->du) scatter_lanes(p, w->du, gr->du, b, d0, nd, t0, tn);
+        if (gr->ddelta) scatter_lanes(p, w->ddelta, gr->ddelta, b, d0, nd, t0, tn);
+        for (int t = 0; t < tn; t++)
+            for (int l = 0; l < LANES; l++) dbias_acc[l] += w->ddelta[t * LANES + l];
+        if (selective)
+            for (int64_t i = 0; i < tn * N * cf; i++) {
+                sB[t0 * N * cf + i] += dBs[i];
+                sC[t0 * N * cf + i] += dCs[i];
+            }
+    }
+    /* the block's per-lane accumulators; dh0 */
+    for (int l = 0; l < nd; l++) {
+        pg->dD[b * D + d0 + l] = dD_acc[l];
+        pg->dbias[b * D + d0 + l] = dbias_acc[l];
+        for (int64_t n = 0; n < N; n++) {
+            int64_t o = n * LANES + l, k = (b * D + d0 + l) * N + n;
+            if (!cplx) {
+                pg->dA[k] = w->dAr[o];
+                if (!selective) { pg->dB[k] = w->dBr[o]; pg->dC[k] = w->dCr[o]; }
+                if (gr->dh0) gr->dh0[k] = w->gr[o];
+            } else {
+                pg->dA[2 * k] = w->dAr[o]; pg->dA[2 * k + 1] = w->dAi[o];
+                if (!selective) {
+                    pg->dB[2 * k] = w->dBr[o]; pg->dB[2 * k + 1] = w->dBi[o];
+                    pg->dC[2 * k] = w->dCr[o]; pg->dC[2 * k + 1] = w->dCi[o];
+                }
+                if (gr->dh0) { gr->dh0[2 * k] = w->gr[o]; gr->dh0[2 * k + 1] = w->gi[o]; }
+            }
+        }
+    }
+}
+
+/* Work items of the backward: (b, group, one of at most MAX_BLOCK_RUNS runs of consecutive blocks
+ * of the group).  A fixed cut, whatever the thread count, so that the sums are reproducible. */
+#define MAX_BLOCK_RUNS 16
+
 void selective_scan_backward(const ssm_scan_params *p, const float *dy, const float *dh_out,
                              const ssm_scan_grads *gr) {
     const char *err = selective_scan_check(p);
     if (err) ssm_die("selective_scan_backward: %s", err);
     scan_plan s = make_plan(p);
-    const int64_t N = p->N, D = p->D, L = p->L, T = s.chunk;
-    const int cf = s.cf, cplx = p->complex_A, selective = p->G != 0;
-    /* sizes of the reduced gradients */
-    int64_t nA = D * N * cf;
-    int64_t nBC = selective ? p->batch * L * p->G * N * cf : nA;  /* accumulated as (batch, L, G, N) */
-    int64_t items = p->batch * s.nblocks;
+    const int64_t N = p->N, D = p->D, L = p->L, T = s.chunk, batch = p->batch;
+    const int cf = s.cf, selective = p->G != 0;
+    const int64_t G = p->G ? p->G : 1;
+    const int64_t runs = s.per_group < MAX_BLOCK_RUNS ? s.per_group : MAX_BLOCK_RUNS;
+    const int64_t items = batch * G * runs;
+    partial_grads pg;
+    pg.dA = alloc_floats(batch * D * N * cf);
+    pg.dD = alloc_floats(batch * D);
+    pg.dbias = alloc_floats(batch * D);
+    pg.dB = selective ? NULL : alloc_floats(batch * D * N * cf);
+    pg.dC = selective ? NULL : alloc_floats(batch * D * N * cf);
+    pg.sB = selective ? alloc_floats(items * L * N * cf) : NULL;
+    pg.sC = selective ? alloc_floats(items * L * N * cf) : NULL;
     int nthreads = thread_count(p);
     if (items < nthreads) nthreads = items > 0 ? (int)items : 1;
-    reduced_grads *acc = ssm_xcalloc((size_t)nthreads, sizeof *acc);
-    int64_t nck = (L + T - 1) / T;
 
 #pragma omp parallel num_threads(nthreads)
     {
-        int tid = omp_get_thread_num();
-        reduced_grads *r = &acc[tid];
-        r->dA = alloc_floats(nA);
-        r->dB = alloc_floats(nBC);
-        r->dC = alloc_floats(nBC);
-        r->dD = alloc_floats(D);
-        r->dbias = alloc_floats(D);
         workspace w;
         ws_init(&w, &s, 1);
         float *dBs = alloc_floats(T * N * cf), *dCs = alloc_floats(T * N * cf);
-        const int64_t NW = N * LANES;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t item = 0; item < items; item++) {
-            int64_t b = item / s.nblocks, g, d0;
-            int nd;
-            block_of(&s, item % s.nblocks, &g, &d0, &nd);
-            load_block_params(&s, &w, d0, nd);
-            load_state(&s, &w, b, d0, nd);
-            /* pass 1: checkpoints at chunk starts */
-            for (int64_t c = 0; c < nck; c++) {
-                int64_t t0 = c * T;
-                int tn = (int)(L - t0 < T ? L - t0 : T);
-                memcpy(w.ckr + c * NW, w.xr, (size_t)NW * sizeof(float));
-                if (cplx) memcpy(w.cki + c * NW, w.xi, (size_t)NW * sizeof(float));
-                pack_chunk(&s, &w, b, g, d0, nd, t0, tn);
-                chunk_forward(&s, &w, tn, NULL, NULL, NULL);
+            int64_t b = item / (G * runs), g = item / runs % G, run = item % runs;
+            int64_t k0 = run * s.per_group / runs, k1 = (run + 1) * s.per_group / runs;
+            float *sB = selective ? pg.sB + item * L * N * cf : NULL;
+            float *sC = selective ? pg.sC + item * L * N * cf : NULL;
+            for (int64_t k = k0; k < k1; k++) {
+                int64_t gg, d0;
+                int nd;
+                block_of(&s, g * s.per_group + k, &gg, &d0, &nd);
+                block_backward(&s, &w, b, gg, d0, nd, dy, dh_out, gr, &pg, sB, sC, dBs, dCs);
             }
-            /* pass 2: chunks in reverse */
-            memset(w.gr, 0, (size_t)NW * sizeof(float));
-            if (cplx) memset(w.gi, 0, (size_t)NW * sizeof(float));
-            if (dh_out)
-                for (int64_t n = 0; n < N; n++)
-                    for (int l = 0; l < nd; l++) {
-                        int64_t k = ((b * D) + d0 + l) * N + n;
-                        if (cplx) { w.gr[n * LANES + l] = dh_out[2 * k]; w.gi[n * LANES + l] = dh_out[2 * k + 1]; }
-                        else w.gr[n * LANES + l] = dh_out[k];
-                    }
-            memset(w.dAr, 0, (size_t)NW * sizeof(float));
-            memset(w.dBr, 0, (size_t)NW * sizeof(float));
-            memset(w.dCr, 0, (size_t)NW * sizeof(float));
-            if (cplx) {
-                memset(w.dAi, 0, (size_t)NW * sizeof(float));
-                memset(w.dBi, 0, (size_t)NW * sizeof(float));
-                memset(w.dCi, 0, (size_t)NW * sizeof(float));
-            }
-            float dskip[LANES] = {0};
-            for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
-            for (int64_t c = nck - 1; c >= 0; c--) {
-                int64_t t0 = c * T;
-                int tn = (int)(L - t0 < T ? L - t0 : T);
-                pack_chunk(&s, &w, b, g, d0, nd, t0, tn);
-                memcpy(w.xr, w.ckr + c * NW, (size_t)NW * sizeof(float));
-                memcpy(w.xsr, w.xr, (size_t)NW * sizeof(float));
-                if (cplx) {
-                    memcpy(w.xi, w.cki + c * NW, (size_t)NW * sizeof(float));
-                    memcpy(w.xsi, w.xi, (size_t)NW * sizeof(float));
-                }
-                chunk_forward(&s, &w, tn, w.ypre, w.xsr + NW, cplx ? w.xsi + NW : NULL);
-                /* the gate: out = (ypre + D u) silu(z) */
-                for (int t = 0; t < tn; t++)
-                    for (int l = 0; l < LANES; l++) {
-                        float v = 0;
-                        if (l < nd) {
-                            int64_t i = x_at(p, b, t0 + t, d0 + l);
-                            v = dy[i];
-                            if (p->z) {
-                                float zz = p->z[i], sg = sigmoid_f(zz);
-                                float out = w.ypre[t * LANES + l] + dskip[l] * w.u[t * LANES + l];
-                                if (gr->dz) gr->dz[i] = v * out * sg * (1 + zz * (1 - sg));
-                                v *= zz * sg;
-                            } else if (gr->dz) gr->dz[i] = 0;
-                            r->dD[d0 + l] += v * w.u[t * LANES + l];
-                        }
-                        w.dyp[t * LANES + l] = v;
-                    }
-                if (selective) {
-                    memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
-                    memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
-                }
-                if (cplx) chunk_backward_complex(&w, selective, tn, dskip, dBs, dCs);
-                else chunk_backward_real(&w, selective, tn, dskip, dBs, dCs);
-                for (int t = 0; t < tn; t++)
-                    for (int l = 0; l < nd; l++) {
-                        int64_t i = x_at(p, b, t0 + t, d0 + l);
-                        if (gr->du) gr->du[i] = w.du[t * LANES + l];
-                        if (gr->ddelta) gr->ddelta[i] = w.ddelta[t * LANES + l];
-                        r->dbias[d0 + l] += w.ddelta[t * LANES + l];
-                    }
-                if (selective)
-                    for (int t = 0; t < tn; t++) {
-                        float *rb = r->dB + (((b * L) + t0 + t) * p->G + g) * N * cf;
-                        float *rc = r->dC + (((b * L) + t0 + t) * p->G + g) * N * cf;
-                        for (int64_t n = 0; n < N * cf; n++) {
-                            rb[n] += dBs[t * N * cf + n];
-                            rc[n] += dCs[t * N * cf + n];
-                        }
-                    }
-            }
-            /* per-lane accumulators into the thread's reduced gradients; dh0 */
-            for (int l = 0; l < nd; l++)
-                for (int64_t n = 0; n < N; n++) {
-                    int64_t o = n * LANES + l, k = (d0 + l) * N + n;
-                    if (!cplx) {
-                        r->dA[k] += w.dAr[o];
-                        if (!selective) { r->dB[k] += w.dBr[o]; r->dC[k] += w.dCr[o]; }
-                        if (gr->dh0) gr->dh0[(b * D + d0 + l) * N + n] = w.gr[o];
-                    } else {
-                        r->dA[2 * k] += w.dAr[o]; r->dA[2 * k + 1] += w.dAi[o];
-                        if (!selective) {
-                            r->dB[2 * k] += w.dBr[o]; r->dB[2 * k + 1] += w.dBi[o];
-                            r->dC[2 * k] += w.dCr[o]; r->dC[2 * k + 1] += w.dCi[o];
-                        }
-                        if (gr->dh0) {
-                            int64_t h = (b * D + d0 + l) * N + n;
-                            gr->dh0[2 * h] = w.gr[o]; gr->dh0[2 * h + 1] = w.gi[o];
-                        }
-                    }
-                }
         }
         ws_free(&w);
         free(dBs);
         free(dCs);
     }
-    /* sum the per-thread accumulators into the outputs */
-    for (int th = 1; th < nthreads; th++) {
-        for (int64_t i = 0; i < nA; i++) acc[0].dA[i] += acc[th].dA[i];
-        for (int64_t i = 0; i < nBC; i++) { acc[0].dB[i] += acc[th].dB[i]; acc[0].dC[i] += acc[th].dC[i]; }
-        for (int64_t i = 0; i < D; i++) { acc[0].dD[i] += acc[th].dD[i]; acc[0].dbias[i] += acc[th].dbias[i]; }
+    /* the sums over work items, in a fixed order */
+    const int64_t nA = D * N * cf;
+    if (gr->dA)
+        for (int64_t i = 0; i < nA; i++) {
+            float acc = 0;
+            for (int64_t b = 0; b < batch; b++) acc += pg.dA[b * nA + i];
+            gr->dA[i] = acc;
+        }
+    for (int64_t d = 0; d < D; d++) {
+        float aD = 0, ab = 0;
+        for (int64_t b = 0; b < batch; b++) aD += pg.dD[b * D + d], ab += pg.dbias[b * D + d];
+        if (gr->dD_skip) gr->dD_skip[d] = aD;
+        if (gr->ddelta_bias) gr->ddelta_bias[d] = ab;
     }
-    if (gr->dA) memcpy(gr->dA, acc[0].dA, (size_t)nA * sizeof(float));
-    if (gr->dD_skip) memcpy(gr->dD_skip, acc[0].dD, (size_t)D * sizeof(float));
-    if (gr->ddelta_bias) memcpy(gr->ddelta_bias, acc[0].dbias, (size_t)D * sizeof(float));
     if (!selective) {
-        if (gr->dB) memcpy(gr->dB, acc[0].dB, (size_t)nA * sizeof(float));
-        if (gr->dC) memcpy(gr->dC, acc[0].dC, (size_t)nA * sizeof(float));
+        for (int64_t i = 0; i < nA; i++) {
+            float aB = 0, aC = 0;
+            for (int64_t b = 0; b < batch; b++) aB += pg.dB[b * nA + i], aC += pg.dC[b * nA + i];
+            if (gr->dB) gr->dB[i] = aB;
+            if (gr->dC) gr->dC[i] = aC;
+        }
     } else {
-        /* scatter (batch, L, G, N) through bc_strides */
-        for (int64_t b = 0; b < p->batch; b++)
-            for (int64_t t = 0; t < L; t++)
-                for (int64_t g = 0; g < p->G; g++)
-                    for (int64_t n = 0; n < N; n++) {
-                        int64_t k = bc_sel_at(p, b, t, g, n), a = ((b * L + t) * p->G + g) * N + n;
+        /* dB[b, t, g, n] = the sum over the runs of group g, scattered through bc_strides */
+        for (int64_t b = 0; b < batch; b++)
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t t = 0; t < L; t++)
+                    for (int64_t n = 0; n < N; n++)
                         for (int c = 0; c < cf; c++) {
-                            if (gr->dB) gr->dB[cf * k + c] = acc[0].dB[cf * a + c];
-                            if (gr->dC) gr->dC[cf * k + c] = acc[0].dC[cf * a + c];
+                            float aB = 0, aC = 0;
+                            for (int64_t r = 0; r < runs; r++) {
+                                int64_t o = (((b * G + g) * runs + r) * L + t) * N * cf + n * cf + c;
+                                aB += pg.sB[o], aC += pg.sC[o];
+                            }
+                            int64_t k = bc_sel_at(p, b, t, g, n);
+                            if (gr->dB) gr->dB[cf * k + c] = aB;
+                            if (gr->dC) gr->dC[cf * k + c] = aC;
                         }
-                    }
     }
-    for (int th = 0; th < nthreads; th++) {
-        free(acc[th].dA); free(acc[th].dB); free(acc[th].dC); free(acc[th].dD); free(acc[th].dbias);
-    }
-    free(acc);
+    free(pg.dA); free(pg.dD); free(pg.dbias); free(pg.dB); free(pg.dC); free(pg.sB); free(pg.sC);
 }

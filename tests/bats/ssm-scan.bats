@@ -218,3 +218,18 @@ EOF
     run ssm-scan --frobnicate
     [ "$status" -eq 2 ]
 }
+
+@test "a pipeline: forward, then backward on its output with dy added; y and h pass the backward" {
+    $PY "$REF" write "$T/in.ssm" $GOOD z:f32:2,5,9
+    $PY "$REF" write "$T/dy.ssm" dy:f32:2,5,9
+    ssm-scan --softplus "$T/in.ssm" > "$T/fwd.ssm"
+    ssm-tensor cat "$T/fwd.ssm" "$T/dy.ssm" | ssm-scan --softplus --backward > "$T/bwd.ssm"
+    run ssm-tensor info "$T/bwd.ssm"
+    [ "$status" -eq 0 ]
+    for n in y h u delta A B C D z dy du ddelta dA dB dC dD dz dh0; do echo "$output" | grep -q "^$n "; done
+    ! echo "$output" | grep -q "^ddelta_bias "
+    # the same gradients as from the inputs directly
+    ssm-tensor cat "$T/in.ssm" "$T/dy.ssm" | ssm-scan --softplus --backward > "$T/direct.ssm"
+    run $PY "$REF" check --only du,ddelta,dA,dB,dC,dD,dz,dh0 "$T/direct.ssm" "$T/bwd.ssm"
+    [ "$status" -eq 0 ]
+}

@@ -8,7 +8,10 @@
  *   - chunking: [0, L1) then [L1, L) with the state handed over equals one scan; the backward's
  *     recompute chunk does not change the gradients;
  *   - backward: the double reference backward vs central finite differences of this reference
- *     (1e-6) and the float32 backward vs the same finite differences (1e-4), for every input.
+ *     (1e-6) and the float32 backward vs the same finite differences (1e-4), for every input; at
+ *     larger sizes (full 16-channel blocks, several chunks) float32 vs the double reference (1e-4);
+ *   - the same bits with 1, 2 or 3 threads (forward and backward);
+ *   - the vectorized exp vs libm (1e-6 relative on [-87, 88]) and its underflow / overflow.
  */
 #include "check.h"
 #include "cli.h"
@@ -288,6 +291,86 @@ static void check_backward(config c) {
     case_free(s);
 }
 
+/* The float32 backward against the library's double reference backward at sizes where the fast
+ * paths engage (full 16-channel blocks, 16 x 16 transposes in bdl, several recompute chunks). */
+static void check_backward_vs_reference(config c) {
+    char what[256];
+    describe(&c, what, sizeof what);
+    scase *s = case_new(c);
+    double *wy = malloc((size_t)s->ny * sizeof(double)), *wh = malloc((size_t)s->nh * sizeof(double));
+    float *wyf = malloc((size_t)s->ny * sizeof(float)), *whf = malloc((size_t)s->nh * sizeof(float));
+    for (int64_t i = 0; i < s->ny; i++) { wyf[i] = (float)randn(); wy[i] = wyf[i]; }
+    for (int64_t i = 0; i < s->nh; i++) { whf[i] = (float)randn(); wh[i] = whf[i]; }
+    double *gd[NIN];
+    float *gf[NIN];
+    for (int k = 0; k < NIN; k++) {
+        int64_t n = s->len[k] ? s->len[k] : 1;
+        gd[k] = calloc((size_t)n, sizeof(double));
+        gf[k] = calloc((size_t)n, sizeof(float));
+    }
+    ssm_scan_grads_f64 g64 = GRADS_(gd);
+    ssm_scan_grads g32 = GRADS_(gf);
+    selective_scan_backward_ref(&s->p, wy, wh, &g64);
+    selective_scan_backward(&s->p, wyf, whf, &g32);
+    for (int k = 0; k < NIN; k++)
+        if (s->len[k])
+            CHECK_REL_ERR(rel_err_f32(gf[k], gd[k], (long)s->len[k]), 1e-4, "d%s, float32 vs double reference: %s", in_names[k], what);
+    for (int k = 0; k < NIN; k++) { free(gd[k]); free(gf[k]); }
+    free(wy); free(wh); free(wyf); free(whf);
+    case_free(s);
+}
+
+/* The results do not depend on the thread count: the same bits with 1, 2 and 3 threads. */
+static void check_thread_invariance(config c) {
+    char what[256];
+    describe(&c, what, sizeof what);
+    scase *s = case_new(c);
+    float *dy = malloc((size_t)s->ny * sizeof(float));
+    for (int64_t i = 0; i < s->ny; i++) dy[i] = (float)randn();
+    float *ref[NIN + 1] = {0}, *got[NIN + 1] = {0};
+    for (int run = 0; run < 3; run++) {
+        float **o = run == 0 ? ref : got;
+        for (int k = 0; k < NIN; k++) o[k] = calloc((size_t)(s->len[k] ? s->len[k] : 1), sizeof(float));
+        o[NIN] = calloc((size_t)s->ny, sizeof(float));
+        s->p.threads = run + 1;
+        ssm_scan_grads g = GRADS_(o);
+        selective_scan_backward(&s->p, dy, NULL, &g);
+        selective_scan_forward(&s->p, o[NIN], NULL);
+        if (run > 0) {
+            for (int k = 0; k < NIN; k++)
+                if (s->len[k])
+                    CHECK(memcmp(ref[k], got[k], (size_t)s->len[k] * sizeof(float)) == 0,
+                          "d%s with %d threads differs from 1 thread: %s", in_names[k], run + 1, what);
+            CHECK(memcmp(ref[NIN], got[NIN], (size_t)s->ny * sizeof(float)) == 0, "y with %d threads: %s", run + 1, what);
+            for (int k = 0; k <= NIN; k++) { free(got[k]); got[k] = NULL; }
+        }
+    }
+    for (int k = 0; k <= NIN; k++) free(ref[k]);
+    free(dy);
+    case_free(s);
+}
+
+/* The vectorized exp against libm's exp in double: relative error below 1e-6 on [-87, 88]. */
+static void check_exp(void) {
+    enum { n = 200001 };
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    for (int i = 0; i < n; i++) x[i] = -87.0f + 175.0f * (float)i / (n - 1);
+    x[0] = 0.0f, x[1] = -0.0f, x[2] = 1e-30f, x[3] = -1e-8f;
+    ssm_scan_exp_f32(x, y, n);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double e = fabs(y[i] - exp((double)x[i])) / exp((double)x[i]);
+        if (e > worst) worst = e;
+    }
+    CHECK(worst < 1e-6, "exp: worst relative error %.3g", worst);
+    float edge[4] = {-1000.0f, -88.0f, 89.0f, 1000.0f}, out[4];
+    ssm_scan_exp_f32(edge, out, 4);
+    CHECK(out[0] >= 0 && out[0] < 2e-38f && out[1] >= 0 && out[1] < 2e-38f, "exp underflow: %g %g", out[0], out[1]);
+    CHECK(isinf(out[2]) && isinf(out[3]), "exp overflow: %g %g", out[2], out[3]);
+    free(x);
+    free(y);
+}
+
 int main(void) {
     test_seed_from_env("test_selective_scan");
     /* the Mamba block's call: selective, everything on */
@@ -332,5 +415,22 @@ int main(void) {
     check_backward(plain);
     config one = {1, 1, 17, 4, 1, 0, 1, 1, 1, 1, 1, 0, 0};
     check_backward(one);
+    for (int bdl = 0; bdl < 2; bdl++) {
+        config c = {2, 150, 40, 16, 1, 0, 1, 1, 1, 1, 1, 1, bdl};
+        check_backward_vs_reference(c);
+        c.G = 2, c.N = 5, c.has_seq = 0;
+        check_backward_vs_reference(c);
+        c.G = 0;
+        check_backward_vs_reference(c);
+        c.cplx = 1, c.G = 1, c.L = 70;
+        check_backward_vs_reference(c);
+    }
+    config bigN = {1, 130, 3, 1100, 1, 0, 1, 1, 1, 1, 1, 1, 0};   /* N > 1024: a shorter chunk */
+    check_backward_vs_reference(bigN);
+    config det = {3, 100, 70, 16, 1, 0, 1, 1, 1, 1, 1, 0, 0};
+    check_thread_invariance(det);
+    det.G = 0;
+    check_thread_invariance(det);
+    check_exp();
     return check_summary("test_selective_scan");
 }
