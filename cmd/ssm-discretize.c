@@ -60,6 +60,7 @@ typedef struct {
     double dt, dt_min, dt_max, rate;
     int have_dt, have_dt_range;
     int dtype;                /* SSM_F32 or SSM_F64 */
+    int have_dtype;
     int check;
 } options;
 
@@ -94,7 +95,8 @@ static int init_is_complex_diag(int init) {
     return init == SSM_INIT_S4D_LIN || init == SSM_INIT_S4D_INV || init == SSM_INIT_S4D_LEGS;
 }
 
-/* HiPPO LegS in its DPLR form: Lambda (M), Vh (N, M) (see nplr.h).  Dies on failure. */
+/* A HiPPO matrix in its DPLR form: A (N, N), B (N), P (r, N), Lambda (M), Vh (N, M) (see nplr.h).
+ * Dies on failure. */
 static void hippo_dplr(int kind, int N, double *A, double *Bv, double *P, double *Lambda, double *Vh, double *err_out) {
     char err[512];
     int r = hippo_matrices(kind, N, A, Bv, P);
@@ -144,7 +146,7 @@ static void generate(const options *o, ssm_system *s) {
         double *A = ssm_xmalloc(sizeof(double) * NN), *Bv = ssm_xmalloc(sizeof(double) * (size_t)N);
         double *P = ssm_xmalloc(sizeof(double) * (size_t)r * (size_t)N);
         double *Lambda = ssm_xmalloc(sizeof(double) * 2 * (size_t)M), *Vh = ssm_xmalloc(sizeof(double) * 2 * (size_t)N * (size_t)M);
-        hippo_dplr(kind, N, A, Bv, P, Lambda, Vh, &s->nplr_err);
+        hippo_dplr(kind, N, A, Bv, P, Lambda, Vh, o->check ? &s->nplr_err : NULL);   /* O(N^3): only for --check */
         /* C: the same real draw as the dense form, moved into the eigenbasis: C <- C Vh. */
         double *Creal = ssm_xmalloc(sizeof(double) * (size_t)N * (size_t)H);
         ssm_draw_normal(o->seed, SSM_RNG_C, (int64_t)N * H, 1.0, Creal);
@@ -289,9 +291,10 @@ static double eigvec_cond_real(int n, const double *Am) {
     dgeev_("N", "V", &n, a, &n, wr, wi, &dummy, &one, vr, &n, work, &lwork, &info, 1, 1);
     double c = INFINITY;
     if (info == 0) {
-        /* Build the complex eigenvector matrix as a real 2n x 2n? Simpler: the real matrix [Re | Im]
-         * columns that dgeev returns spans the same space with the same conditioning up to a factor
-         * of 2 (pairs (v, conj v) -> (Re v, Im v) is a unitary map times sqrt 2). */
+        /* dgeev returns a complex pair (v, conj v) as the real columns (Re v, Im v); the map
+         * (v, conj v) -> (Re v, Im v) is sqrt(2) times a unitary one, so the condition number of
+         * these real columns (each normalized) equals that of the complex eigenvector matrix up
+         * to the column scaling: an estimate of the right order, which is all this is for. */
         double *rowmajor = ssm_xmalloc(sizeof(double) * (size_t)n * (size_t)n);
         for (int j = 0; j < n; j++) {
             double norm = 0;
@@ -322,8 +325,9 @@ static void run_check(const options *o, const ssm_system *s) {
         }
         /* A is the same for every channel of a HiPPO init: condition numbers of channel 0 (and of
          * the worst channel for the solve). */
-        fprintf(stderr, "%s: check: cond(eigenvectors of A) = %.3g (channel 0; why the diagonal form of a HiPPO matrix is unusable)\n",
-                ssm_cli.prog, eigvec_cond_real(N, s->A));
+        double cv = eigvec_cond_real(N, s->A);
+        fprintf(stderr, "%s: check: cond(eigenvectors of A) = %.3g (channel 0%s)\n", ssm_cli.prog, cv,
+                isinf(cv) ? ": A is defective, not diagonalizable" : cv > 1e8 ? ": diagonalizing A would lose every digit; use the dplr form" : "");
         if (o->method == SSM_METHOD_BILINEAR || o->method == SSM_METHOD_BACKWARD_EULER) {
             double h2 = o->method == SSM_METHOD_BILINEAR ? 0.5 : 1.0, cmax = 0;
             double *Mx = ssm_xmalloc(sizeof(double) * NN);
@@ -376,6 +380,8 @@ static void run_check(const options *o, const ssm_system *s) {
             free(Af); free(Ab); free(Bf); free(Bb); free(w); free(rwork);
         }
         meth = "bilinear";
+        fprintf(stderr, "%s: check: cond(V) = 1 (the DPLR basis is unitary)%s\n", ssm_cli.prog,
+                s->dense_A ? "" : "; eigenvalues of the full bilinear Abar from zgeev (they may be ill-conditioned)");
     }
     free(wr);
     fprintf(stderr, "%s: check: stability margin max |eig(Abar)| = %.17g (%s, worst channel %lld, dt %g)%s\n", ssm_cli.prog, rho,
@@ -444,6 +450,130 @@ static void free_system(ssm_system *s) {
     free(s->A_log); free(s->D); free(s->dt); free(s->dense_A);
 }
 
+/* ---- input mode: (A, B, C, D, dt) read from a stream ----------------------------------------------- */
+
+static const char *const consumed_names[] = {"A", "A_log", "B", "C", "D", "dt", "Lambda", "P", "Abar", "Bbar", NULL};
+
+static int want_parameter(const char *name, void *ctx) {
+    (void)ctx;
+    for (int i = 0; consumed_names[i]; i++)
+        if (strcmp(consumed_names[i], name) == 0) return 1;
+    return 0;
+}
+
+/* A complex (or real, promoted) tensor of the given shape as interleaved doubles; dies on NaN/Inf. */
+static double *take_complex(const ssm_tensor_set *set, const char *name, int rank, const int64_t *dims, const char *expect) {
+    ssm_tensor *t = ssm_require(set, name, expect);
+    ssm_require_shape(t, rank, dims);
+    if (!ssm_dtype_is_complex(t->dtype) && !ssm_dtype_is_float(t->dtype))
+        ssm_die("tensor '%s': expected a float or complex dtype, got %s", name, ssm_dtype_name(t->dtype));
+    return ssm_as_c128(t, 1);
+}
+
+static double *take_real(const ssm_tensor_set *set, const char *name, int rank, const int64_t *dims, const char *expect) {
+    ssm_tensor *t = ssm_require(set, name, expect);
+    ssm_require_shape(t, rank, dims);
+    if (!ssm_dtype_is_float(t->dtype)) ssm_die("tensor '%s': expected a real float dtype, got %s", name, ssm_dtype_name(t->dtype));
+    return ssm_as_f64(t, 1);
+}
+
+static void read_system(options *o, const ssm_tensor_set *set, ssm_system *s) {
+    ssm_tensor *A = ssm_set_get(set, "A"), *Alog = ssm_set_get(set, "A_log"), *Lam = ssm_set_get(set, "Lambda");
+    ssm_tensor *first = Lam ? Lam : Alog ? Alog : A;
+    if (!first) ssm_die("missing tensor 'A' (expected A (H, N, N) dense, A (H, M) or (H, N) diag, A_log (H, N), or Lambda and P for dplr)");
+    char buf[64];
+    s->nplr_err = -1;
+    if (Lam) {
+        if (A) ssm_die("tensor 'A': both 'A' and 'Lambda' in the input: is it dense/diag or dplr?");
+        if (Lam->rank != 2) ssm_die("tensor 'Lambda': expected shape [H, M], got %s", ssm_shape_string(Lam->rank, Lam->dims, buf, sizeof buf));
+        ssm_tensor *P = ssm_require(set, "P", "complex [H, r, M]");
+        if (P->rank != 3) ssm_die("tensor 'P': expected shape [H, r, M], got %s", ssm_shape_string(P->rank, P->dims, buf, sizeof buf));
+        s->form = FORM_DPLR;
+        s->is_complex = 1;
+        s->H = Lam->dims[0];
+        s->M = (int)Lam->dims[1];
+        s->N = 2 * s->M;
+        s->r = (int)P->dims[1];
+        int64_t d2[2] = {s->H, s->M}, d3[3] = {s->H, s->r, s->M};
+        s->Lambda = take_complex(set, "Lambda", 2, d2, "complex [H, M]");
+        s->P = take_complex(set, "P", 3, d3, "complex [H, r, M]");
+        s->B = take_complex(set, "B", 2, d2, "complex [H, M]");
+        s->C = take_complex(set, "C", 2, d2, "complex [H, M]");
+    } else if (Alog || (A && A->rank == 2)) {
+        ssm_tensor *a = Alog ? Alog : A;
+        if (a->rank != 2) ssm_die("tensor '%s': expected shape [H, N], got %s", a->name, ssm_shape_string(a->rank, a->dims, buf, sizeof buf));
+        s->form = FORM_DIAG;
+        s->H = a->dims[0];
+        s->is_complex = !Alog && ssm_dtype_is_complex(A->dtype);
+        int64_t n = a->dims[1];
+        s->N = (int)(s->is_complex ? 2 * n : n);
+        s->M = (int)(s->is_complex ? n : n / 2);
+        int64_t d2[2] = {s->H, n};
+        if (s->is_complex) {
+            s->A = take_complex(set, "A", 2, d2, "complex [H, M]");
+            s->B = take_complex(set, "B", 2, d2, "complex [H, M]");
+            s->C = take_complex(set, "C", 2, d2, "complex [H, M]");
+        } else {
+            if (Alog) {
+                s->A_log = take_real(set, "A_log", 2, d2, "real [H, N]");
+                s->A = ssm_xmalloc(sizeof(double) * (size_t)(s->H * n));
+                for (int64_t i = 0; i < s->H * n; i++) s->A[i] = -exp(s->A_log[i]);
+            } else {
+                s->A = take_real(set, "A", 2, d2, "real [H, N]");
+            }
+            s->B = take_real(set, "B", 2, d2, "real [H, N]");
+            s->C = take_real(set, "C", 2, d2, "real [H, N]");
+        }
+    } else {
+        if (A->rank != 3 || A->dims[1] != A->dims[2])
+            ssm_die("tensor 'A': expected shape [H, N, N] (dense) or [H, N] (diag), got %s", ssm_shape_string(A->rank, A->dims, buf, sizeof buf));
+        if (ssm_dtype_is_complex(A->dtype)) ssm_die("tensor 'A': a dense A must be real, got %s", ssm_dtype_name(A->dtype));
+        s->form = FORM_DENSE;
+        s->H = A->dims[0];
+        s->N = (int)A->dims[1];
+        s->M = s->N / 2;
+        int64_t d3[3] = {s->H, s->N, s->N}, d2[2] = {s->H, s->N};
+        s->A = take_real(set, "A", 3, d3, "real [H, N, N]");
+        s->B = take_real(set, "B", 2, d2, "real [H, N]");
+        s->C = take_real(set, "C", 2, d2, "real [H, N]");
+    }
+    if (s->H <= 0 || s->N <= 0) ssm_die("tensor '%s': empty shape %s", first->name, ssm_shape_string(first->rank, first->dims, buf, sizeof buf));
+    int64_t dH[1] = {s->H};
+    s->D = take_real(set, "D", 1, dH, "real [H]");
+
+    /* attributes and defaults carried over from the input */
+    const char *init = ssm_tensor_get_attr(first, "init");
+    o->init_name = ssm_xstrdup(init ? init : "input");   /* the set is freed before writing */
+    if (o->form >= 0 && o->form != s->form)
+        ssm_usage_error("--form %s: the input is in form %s; converting between forms is not supported", form_names[o->form], form_names[s->form]);
+    o->form = s->form;
+    if (o->method < 0) {
+        const char *m = ssm_tensor_get_attr(first, "method");
+        o->method = m && ssm_method_from_name(m) >= 0 ? ssm_method_from_name(m) : (s->form == FORM_DPLR ? SSM_METHOD_BILINEAR : SSM_METHOD_ZOH);
+    }
+    if (s->form == FORM_DPLR && o->method != SSM_METHOD_BILINEAR)
+        ssm_usage_error("--method %s: the dplr form is discretized by bilinear only (S4's algorithm)", ssm_method_name(o->method));
+    if (!o->have_dtype) o->dtype = (first->dtype == SSM_F64 || first->dtype == SSM_C128) ? SSM_F64 : SSM_F32;
+
+    /* dt: --dt, else the stream's dt, else a draw when --dt-min/--dt-max were given */
+    s->dt = ssm_xmalloc(sizeof(double) * (size_t)s->H);
+    if (o->have_dt) {
+        for (int64_t h = 0; h < s->H; h++) s->dt[h] = o->dt;
+    } else if (ssm_set_get(set, "dt")) {
+        double *dt = take_real(set, "dt", 1, dH, "real [H]");
+        for (int64_t h = 0; h < s->H; h++) {
+            if (!(dt[h] > 0)) ssm_die("tensor 'dt': channel %lld: step %g is not > 0", (long long)h, dt[h]);
+            s->dt[h] = dt[h];
+        }
+        free(dt);
+    } else if (o->have_dt_range) {
+        ssm_draw_dt(o->seed, s->H, o->dt_min, o->dt_max, s->dt);
+    } else {
+        ssm_die("missing tensor 'dt' (expected real [H]; or give --dt X, or --dt-min/--dt-max)");
+    }
+    for (int64_t h = 0; h < s->H; h++) s->dt[h] *= o->rate;
+}
+
 /* ---- options ------------------------------------------------------------------------------------ */
 
 enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_DT_MIN, OPT_DT_MAX, OPT_RATE, OPT_DTYPE, OPT_CHECK };
@@ -486,14 +616,15 @@ static void parse_options(int argc, char **argv, options *o) {
             if (strcmp(optarg, "f32") == 0) o->dtype = SSM_F32;
             else if (strcmp(optarg, "f64") == 0) o->dtype = SSM_F64;
             else ssm_usage_error("--dtype: expected f32 or f64, got '%s'", optarg);
+            o->have_dtype = 1;
             break;
         case OPT_CHECK: o->check = 1; break;
         default:
             if (!ssm_cli_common_option(c, optarg)) ssm_usage_error("unknown option");
         }
     }
-    if (o->have_dt && !(o->dt > 0)) ssm_usage_error("--dt: must be > 0, got %g", o->dt);
-    if (o->have_dt_range && !(o->dt_min > 0 && o->dt_max >= o->dt_min))
+    if (o->have_dt && !(o->dt > 0 && isfinite(o->dt))) ssm_usage_error("--dt: must be a finite number > 0, got %g", o->dt);
+    if (o->have_dt_range && !(o->dt_min > 0 && o->dt_max >= o->dt_min && isfinite(o->dt_max)))
         ssm_usage_error("--dt-min/--dt-max: need 0 < dt-min <= dt-max, got %g, %g", o->dt_min, o->dt_max);
     if (o->have_dt && o->have_dt_range) ssm_usage_error("--dt: give either --dt or --dt-min/--dt-max, not both");
     if (!(o->rate > 0) || !isfinite(o->rate)) ssm_usage_error("--rate: must be a finite number > 0, got %g", o->rate);
@@ -526,6 +657,9 @@ static void make_dt(const options *o, ssm_system *s) {
     }
 }
 
+static double min_of(const double *x, int64_t n) { double m = x[0]; for (int64_t i = 1; i < n; i++) m = fmin(m, x[i]); return m; }
+static double max_of(const double *x, int64_t n) { double m = x[0]; for (int64_t i = 1; i < n; i++) m = fmax(m, x[i]); return m; }
+
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-discretize", usage);
     options o = {.init = -1, .init_name = NULL, .form = -1, .method = -1, .N = 64, .H = 1, .seed = 0,
@@ -533,13 +667,31 @@ int main(int argc, char **argv) {
     parse_options(argc, argv, &o);
     ssm_system s;
     memset(&s, 0, sizeof s);
-    if (o.init < 0) ssm_usage_error("no --init given (input mode is not implemented yet)");
-    if (optind < argc) ssm_usage_error("--init generates parameters: no input FILE is read (got '%s')", argv[optind]);
-    setup_generate(&o);
-    ssm_writer *w = ssm_cli_open_output(ssm_cli.output);
-    s.H = o.H;
-    make_dt(&o, &s);
-    generate(&o, &s);
+    ssm_writer *w;
+    if (o.init >= 0) {
+        if (optind < argc) ssm_usage_error("--init generates parameters: no input FILE is read (got '%s')", argv[optind]);
+        setup_generate(&o);
+        w = ssm_cli_open_output(ssm_cli.output);
+        s.H = o.H;
+        make_dt(&o, &s);
+        generate(&o, &s);
+    } else {
+        if (optind == argc && isatty(STDIN_FILENO))
+            ssm_usage_error("no --init and no input: give --init NAME, or pipe a stream with A, B, C, D, dt");
+        w = ssm_cli_open_output(ssm_cli.output);
+        ssm_tensor_set set;
+        ssm_set_init(&set);
+        int nfiles = argc - optind;
+        for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
+            ssm_reader *r = ssm_cli_open_input(nfiles ? argv[optind + f] : "-");
+            ssm_collect_or_pass(r, w, want_parameter, NULL, &set);
+            ssm_reader_close(r);
+        }
+        read_system(&o, &set, &s);
+        ssm_set_free(&set);
+    }
+    ssm_info("init %s, form %s, N %d, H %lld, method %s, dt in [%g, %g]", o.init_name, form_names[s.form], s.N,
+             (long long)s.H, ssm_method_name(o.method), min_of(s.dt, s.H), max_of(s.dt, s.H));
     discretize_all(&o, &s);
     if (o.check) run_check(&o, &s);
     write_system(w, &o, &s);

@@ -32,6 +32,8 @@ static const char *usage =
     "                      (complex diagonal ZOH form) and du, dK, dK2, dD (convolution)\n"
     "      --dtype T       f32 | f64 for the tensors written (default: that of the input)\n"
     "      --measure       plan the FFTs with FFTW_MEASURE (slower start, faster transforms)\n"
+    "      --layer PREFIX  the SSM is a checkpoint's S4D layer: PREFIX.{log_dt, A_real_log, A_imag,\n"
+    "                      B, C, D} (e.g. layers.0.ssm)\n"
     "\n"
     "Common options:\n"
     "  -o, --output FILE   write the stream to FILE (default stdout; '-' is stdout)\n"
@@ -51,16 +53,80 @@ typedef struct {
     int method, apply, bidirectional, backward, dtype, measure;
     double dt, rate;
     int have_dt, have_rate;
+    const char *layer;       /* --layer PREFIX: an S4D layer of a checkpoint */
 } options;
 
 /* The names this tool reads; every other tensor passes through as it arrives. */
 static const char *const wanted_names[] = {"A", "B", "C", "D", "Abar", "Bbar", "Lambda", "P", "dt",
                                            "u", "K", "K2", "dK", "dy", NULL};
-static int want(const char *name, void *ctx) {
-    (void)ctx;
-    for (int i = 0; wanted_names[i]; i++)
-        if (strcmp(name, wanted_names[i]) == 0) return 1;
+static int real_dtype_of(const ssm_tensor *t);
+static void require_float(const ssm_tensor *t, int want_complex);
+static ssm_tensor *make_tensor(const char *name, int dtype, int rank, const int64_t *dims,
+                               const double *values, const ssm_tensor *attrs_from);
+static int complex_of(int real_dtype);
+
+static const char *const layer_names[] = {"log_dt", "A_real_log", "A_imag", "B", "C", "D", NULL};
+static const char *const conv_names[] = {"u", "K", "K2", "dK", "dy", NULL};
+static int in_list(const char *name, const char *const *list) {
+    for (int i = 0; list[i]; i++)
+        if (strcmp(name, list[i]) == 0) return 1;
     return 0;
+}
+static int want(const char *name, void *ctx) {
+    const options *o = ctx;
+    if (!o->layer) return in_list(name, wanted_names);
+    size_t n = strlen(o->layer);
+    if (strncmp(name, o->layer, n) == 0 && name[n] == '.' && in_list(name + n + 1, layer_names)) return 1;
+    return in_list(name, conv_names);
+}
+
+/* A checkpoint's S4D layer PREFIX.{log_dt (H), A_real_log, A_imag (H, M), B, C (H, M) complex or
+ * (H, M, 2) real, D (H)} as the complex diagonal form in continuous time: A = -exp(A_real_log) +
+ * i A_imag, dt = exp(log_dt), method zoh (S4D's), into `lset` under the usual names. */
+static void layer_to_diag(const ssm_tensor_set *set, const char *prefix, ssm_tensor_set *lset) {
+    char name[512];
+    ssm_tensor *t[6];
+    for (int i = 0; i < 6; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, layer_names[i]);
+        t[i] = ssm_set_get(set, name);
+        if (!t[i] && i < 5) ssm_die("missing tensor '%s' (--layer %s: an S4D layer)", name, prefix);
+    }
+    ssm_tensor *ld = t[0], *ar = t[1], *ai = t[2];
+    require_float(ld, 0); require_float(ar, 0); require_float(ai, 0);
+    ssm_require_shape(ld, 1, (int64_t[]){-1});
+    int64_t H = ld->dims[0];
+    ssm_require_shape(ar, 2, (int64_t[]){H, -1});
+    int64_t M = ar->dims[1], hm[2] = {H, M}, h1[1] = {H};
+    ssm_require_shape(ai, 2, hm);
+    int rd = real_dtype_of(t[4]);
+    double *a = ssm_as_f64(ar, 1), *b = ssm_as_f64(ai, 1), *d = ssm_as_f64(ld, 1);
+    double *A = ssm_xmalloc(sizeof(double) * (size_t)(2 * H * M + 1));
+    for (int64_t i = 0; i < H * M; i++) { A[2 * i] = -exp(a[i]); A[2 * i + 1] = b[i]; }
+    for (int64_t h = 0; h < H; h++) d[h] = exp(d[h]);
+    const char *names2[] = {"B", "C"};
+    for (int k = 0; k < 2; k++) {   /* complex (H, M), or real (H, M, 2) pairs */
+        ssm_tensor *x = t[3 + k];
+        double *v;
+        if (ssm_dtype_is_complex(x->dtype)) { ssm_require_shape(x, 2, hm); v = ssm_as_c128(x, 1); }
+        else { require_float(x, 0); ssm_require_shape(x, 3, (int64_t[]){H, M, 2}); v = ssm_as_f64(x, 1); }
+        ssm_set_put(lset, make_tensor(names2[k], complex_of(rd), 2, hm, v, NULL));
+        free(v);
+    }
+    ssm_set_put(lset, make_tensor("A", complex_of(rd), 2, hm, A, NULL));
+    ssm_set_put(lset, make_tensor("dt", rd, 1, h1, d, NULL));
+    if (t[5]) {
+        require_float(t[5], 0);
+        double *D = ssm_as_f64(t[5], 1);
+        ssm_set_put(lset, make_tensor("D", real_dtype_of(t[5]), t[5]->rank, t[5]->dims, D, NULL));
+        free(D);
+    }
+    for (int i = 0; i < lset->n; i++) {
+        ssm_tensor_set_attr(lset->items[i], "form", "diag");
+        ssm_tensor_set_attr(lset->items[i], "method", "zoh");
+        ssm_tensor_set_attr(lset->items[i], "init", prefix);
+        if (ssm_dtype_is_complex(lset->items[i]->dtype)) ssm_tensor_set_attr(lset->items[i], "conj", "half");
+    }
+    free(a); free(b); free(d); free(A);
 }
 
 /* ---- the SSM on the stream ---------------------------------------------------------------- */
@@ -292,11 +358,19 @@ static void s4d_backward(ssm_input *s, const options *o, const double *dK, ssm_t
     ssm_set_put(out, make_tensor("dA", complex_of(rd), 2, d2, dA, s->A));
     ssm_set_put(out, make_tensor("dB", complex_of(rd), 2, d2, dB, s->B));
     ssm_set_put(out, make_tensor("dC", complex_of(rd), 2, d2, dC, s->C));
+    if (o->layer) {   /* the checkpoint's own parameters: A = -exp(A_real_log) + i A_imag */
+        double *a = ssm_as_c128(s->A, 0), *dr = ssm_xmalloc(sizeof(double) * (size_t)(H * M + 1));
+        double *di = ssm_xmalloc(sizeof(double) * (size_t)(H * M + 1));
+        for (int64_t i = 0; i < H * M; i++) { dr[i] = dA[2 * i] * a[2 * i]; di[i] = dA[2 * i + 1]; }
+        ssm_set_put(out, make_tensor("dA_real_log", rd, 2, d2, dr, NULL));
+        ssm_set_put(out, make_tensor("dA_imag", rd, 2, d2, di, NULL));
+        free(a); free(dr); free(di);
+    }
     free(dt); free(A); free(B); free(C); free(ld); free(dld); free(dA); free(dB); free(dC);
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
-enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_RATE, OPT_APPLY, OPT_BIDIR, OPT_BACKWARD, OPT_DTYPE, OPT_MEASURE };
+enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_RATE, OPT_APPLY, OPT_BIDIR, OPT_BACKWARD, OPT_DTYPE, OPT_MEASURE, OPT_LAYER };
 
 static void parse(int argc, char **argv, options *o, int *first) {
     static struct option opts[] = {
@@ -305,7 +379,7 @@ static void parse(int argc, char **argv, options *o, int *first) {
         {"dt", required_argument, 0, OPT_DT},    {"rate", required_argument, 0, OPT_RATE},
         {"apply", no_argument, 0, OPT_APPLY},    {"bidirectional", no_argument, 0, OPT_BIDIR},
         {"backward", no_argument, 0, OPT_BACKWARD}, {"dtype", required_argument, 0, OPT_DTYPE},
-        {"measure", no_argument, 0, OPT_MEASURE}, {0, 0, 0, 0}};
+        {"measure", no_argument, 0, OPT_MEASURE}, {"layer", required_argument, 0, OPT_LAYER}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->L = -1;
     int c;
@@ -331,6 +405,10 @@ static void parse(int argc, char **argv, options *o, int *first) {
             else ssm_usage_error("--dtype: expected f32 or f64, got '%s'", optarg);
             break;
         case OPT_MEASURE: o->measure = 1; break;
+        case OPT_LAYER:
+            if (!*optarg || strlen(optarg) > 400) ssm_usage_error("--layer: expected a tensor name prefix such as layers.0.ssm");
+            o->layer = optarg;
+            break;
         default: ssm_usage_error("unknown option");
         }
     }
@@ -338,7 +416,9 @@ static void parse(int argc, char **argv, options *o, int *first) {
     *first = optind;
 }
 
-/* u-like tensors as f64 or f32 copies, per the computing precision */
+/* kept in a global so that an error exit (ssm_die) leaves it reachable, not leaked */
+static ssm_reader *input_reader;
+
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-kernel", usage);
     options o;
@@ -347,14 +427,22 @@ int main(int argc, char **argv) {
     if (ssm_cli.threads > 0) omp_set_num_threads(ssm_cli.threads);
     fft_conv_set_measure(o.measure);
     if (argc - first > 1) ssm_usage_error("at most one input FILE");
-    ssm_reader *in = ssm_cli_open_input(first < argc ? argv[first] : "-");
+    ssm_reader *in = input_reader = ssm_cli_open_input(first < argc ? argv[first] : "-");
     ssm_writer *out = ssm_cli_open_output(ssm_cli.output);
     ssm_tensor_set set;
     ssm_set_init(&set);
-    ssm_collect_or_pass(in, out, want, NULL, &set);
+    ssm_collect_or_pass(in, out, want, &o, &set);
+    /* the SSM's tensors: the stream's, or a checkpoint layer's under the usual names (those are
+     * not written out; the layer's own tensors pass back unchanged) */
+    ssm_tensor_set lset, *params = &set;
+    ssm_set_init(&lset);
+    if (o.layer) {
+        layer_to_diag(&set, o.layer, &lset);
+        params = &lset;
+    }
 
     ssm_input s;
-    read_ssm(&set, &s);
+    read_ssm(params, &s);
     ssm_tensor *u = ssm_set_get(&set, "u"), *dy = ssm_set_get(&set, "dy");
     ssm_tensor *Kin = ssm_set_get(&set, "K"), *K2in = ssm_set_get(&set, "K2"), *dKin = ssm_set_get(&set, "dK");
     int conv = o.apply || (o.backward && dy);
@@ -384,7 +472,7 @@ int main(int argc, char **argv) {
     int64_t HK = 0;
     int method_used = -1;
     if (s.form != FORM_NONE && !(Kin && (o.apply || o.backward))) {
-        K = compute_kernel(&s, &o, &set, &method_used);
+        K = compute_kernel(&s, &o, params, &method_used);
         HK = s.H;
         int64_t dk[2] = {HK, o.L};
         ssm_tensor *t = make_tensor("K", real_dtype, 2, dk, K, NULL);
@@ -424,7 +512,7 @@ int main(int argc, char **argv) {
         } else if (HK != Hu) {
             ssm_die("tensor 'u': %lld channels, but the kernel has %lld", (long long)Hu, (long long)HK);
         }
-        ssm_tensor *Dt = ssm_set_get(&set, "D");
+        ssm_tensor *Dt = ssm_set_get(params, "D");
         double *D = NULL;
         if (Dt) {   /* (H); a 2H-channel bidirectional SSM may carry (2H): its first H are used */
             require_float(Dt, 0);
@@ -432,74 +520,59 @@ int main(int argc, char **argv) {
                 ssm_require_shape(Dt, 1, (int64_t[]){Hu});
             D = ssm_as_f64(Dt, 1);
         }
-        int64_t nu = batch * Hu * o.L;
-        int conv_dtype = o.dtype ? o.dtype : real_dtype_of(u);   /* y, du follow u */
-        int use32 = conv_dtype == SSM_F32;
-        double *ud = ssm_as_f64(u, 1), *dyd = dy ? ssm_as_f64(dy, 1) : NULL;
-        double *y = ssm_xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1));
-        double *dK = NULL, *dK2 = NULL, *dD = NULL;
-        if (dy) {
-            dK = ssm_xcalloc((size_t)(Hu * o.L > 0 ? Hu * o.L : 1), sizeof(double));
-            dK2 = K2c ? ssm_xcalloc((size_t)(Hu * o.L > 0 ? Hu * o.L : 1), sizeof(double)) : NULL;
-            dD = ssm_xcalloc((size_t)(Hu > 0 ? Hu : 1), sizeof(double));
-        }
-        if (use32) {   /* float32 all the way (what ssm-train runs) */
-            float *u32 = ssm_as_f32(u, 1), *K32 = ssm_xmalloc(sizeof(float) * (size_t)(2 * Hu * o.L + 1));
-            float *K232 = K2c ? K32 + Hu * o.L : NULL, *D32 = ssm_xmalloc(sizeof(float) * (size_t)(Hu + 1));
-            float *y32 = ssm_xmalloc(sizeof(float) * (size_t)(nu + 1));
-            for (int64_t i = 0; i < Hu * o.L; i++) { K32[i] = (float)Kc[i]; if (K232) K232[i] = (float)K2c[i]; }
+        /* y and du are computed straight into the output tensors, in u's precision (float32 is
+         * what ssm-train runs); only the (H, L) kernels and gradients go through double */
+        int conv_dtype = o.dtype ? o.dtype : real_dtype_of(u);
+        int64_t nk = Hu * o.L, dk[2] = {Hu, o.L}, dh[1] = {Hu};
+        ssm_tensor *y = o.apply ? ssm_tensor_new("y", conv_dtype, 3, u->dims) : NULL;
+        ssm_tensor *du = dy ? ssm_tensor_new("du", conv_dtype, 3, u->dims) : NULL;
+        double *dK = dy ? ssm_xcalloc((size_t)(2 * nk + 1), sizeof(double)) : NULL;   /* dK, then dK2 */
+        double *dD = dy ? ssm_xcalloc((size_t)(Hu + 1), sizeof(double)) : NULL;
+        if (conv_dtype == SSM_F32) {
+            float *u32 = u->dtype == SSM_F32 ? u->data : ssm_as_f32(u, 1);
+            float *dy32 = !dy ? NULL : dy->dtype == SSM_F32 ? dy->data : ssm_as_f32(dy, 1);
+            float *K32 = ssm_xmalloc(sizeof(float) * (size_t)(2 * nk + 1)), *D32 = ssm_xmalloc(sizeof(float) * (size_t)(Hu + 1));
+            float *K232 = K2c ? K32 + nk : NULL;
+            for (int64_t i = 0; i < nk; i++) { K32[i] = (float)Kc[i]; if (K232) K232[i] = (float)K2c[i]; }
             for (int64_t h = 0; h < Hu; h++) D32[h] = D ? (float)D[h] : 0;
-            if (o.apply) {
-                fft_conv_forward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, y32);
-                for (int64_t i = 0; i < nu; i++) y[i] = y32[i];
-            }
+            if (y) fft_conv_forward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, y->data);
             if (dy) {
-                float *dy32 = ssm_as_f32(dy, 1), *du32 = y32, *dK32 = ssm_xmalloc(sizeof(float) * (size_t)(2 * Hu * o.L + 1));
-                float *dD32 = ssm_xmalloc(sizeof(float) * (size_t)(Hu + 1));
-                if (o.apply) du32 = ssm_xmalloc(sizeof(float) * (size_t)(nu + 1));
-                fft_conv_backward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, dy32, du32, dK32,
-                                      K232 ? dK32 + Hu * o.L : NULL, dD32);
-                for (int64_t i = 0; i < nu; i++) dyd[i] = du32[i];   /* dyd now holds du */
-                for (int64_t i = 0; i < Hu * o.L; i++) { dK[i] = dK32[i]; if (dK2) dK2[i] = dK32[Hu * o.L + i]; }
-                for (int64_t h = 0; h < Hu; h++) dD[h] = dD32[h];
-                if (du32 != y32) free(du32);
-                free(dy32); free(dK32); free(dD32);
+                float *g = ssm_xmalloc(sizeof(float) * (size_t)(2 * nk + Hu + 1));
+                fft_conv_backward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, dy32, du->data, g,
+                                      K232 ? g + nk : NULL, g + 2 * nk);
+                for (int64_t i = 0; i < nk; i++) { dK[i] = g[i]; if (K232) dK[nk + i] = g[nk + i]; }
+                for (int64_t h = 0; h < Hu; h++) dD[h] = g[2 * nk + h];
+                free(g);
             }
-            free(u32); free(K32); free(D32); free(y32);
+            if (u32 != u->data) free(u32);
+            if (dy && dy32 != dy->data) free(dy32);
+            free(K32); free(D32);
         } else {
-            if (o.apply) fft_conv_forward(batch, Hu, o.L, ud, Kc, K2c, D, y);
-            if (dy) {
-                double *du = ssm_xmalloc(sizeof(double) * (size_t)(nu > 0 ? nu : 1));
-                fft_conv_backward(batch, Hu, o.L, ud, Kc, K2c, D, dyd, du, dK, dK2, dD);
-                memcpy(dyd, du, sizeof(double) * (size_t)nu);
-                free(du);
-            }
+            double *ud = u->dtype == SSM_F64 ? u->data : ssm_as_f64(u, 1);
+            double *dyd = !dy ? NULL : dy->dtype == SSM_F64 ? dy->data : ssm_as_f64(dy, 1);
+            if (y) fft_conv_forward(batch, Hu, o.L, ud, Kc, K2c, D, y->data);
+            if (dy) fft_conv_backward(batch, Hu, o.L, ud, Kc, K2c, D, dyd, du->data, dK, K2c ? dK + nk : NULL, dD);
+            if (ud != u->data) free(ud);
+            if (dy && dyd != dy->data) free(dyd);
         }
-        int64_t dk[2] = {Hu, o.L}, dh[1] = {Hu};
-        if (o.apply) {
-            ssm_tensor *t = make_tensor("y", conv_dtype, 3, u->dims, y, u);
-            if (o.bidirectional) ssm_tensor_set_attr(t, "bidirectional", "1");
-            ssm_set_put(&outs, t);
+        if (y) {
+            ssm_tensor_copy_attrs(y, u);
+            if (o.bidirectional) ssm_tensor_set_attr(y, "bidirectional", "1");
+            if (ssm_tensor_count_nonfinite(y)) ssm_die("tensor 'y': the convolution is not finite (NaN or Inf in u?)");
+            ssm_set_put(&outs, y);
         }
         if (dy) {
-            ssm_set_put(&outs, make_tensor("du", conv_dtype, 3, u->dims, dyd, u));
-            ssm_set_put(&outs, make_tensor("dK", real_dtype, 2, dk, dK, NULL));
-            if (dK2) ssm_set_put(&outs, make_tensor("dK2", real_dtype, 2, dk, dK2, NULL));
-            if (D) ssm_set_put(&outs, make_tensor("dD", real_dtype, 1, dh, dD, Dt));
+            if (ssm_tensor_count_nonfinite(du)) ssm_die("tensor 'du': not finite (NaN or Inf in dy?)");
+            ssm_tensor_copy_attrs(du, u);
+            ssm_set_put(&outs, du);
+            ssm_set_put(&outs, make_tensor("dK", conv_dtype, 2, dk, dK, NULL));
+            if (K2c) ssm_set_put(&outs, make_tensor("dK2", conv_dtype, 2, dk, dK + nk, NULL));
+            if (D) ssm_set_put(&outs, make_tensor("dD", conv_dtype, 1, dh, dD, Dt));
+            /* the kernel gradient flows on to the SSM parameters when the SSM is on the stream
+             * (bidirectional: its 2H channels take dK then dK2, contiguous in dK) */
+            if (s.form != FORM_NONE && !Kin) s4d_backward(&s, &o, dK, &outs);
         }
-        /* the kernel gradient flows on to the SSM parameters when the SSM is on the stream */
-        if (dy && o.backward && s.form != FORM_NONE && !Kin) {
-            if (o.bidirectional) {   /* 2H channels: dK then dK2 */
-                double *both = ssm_xmalloc(sizeof(double) * (size_t)(2 * Hu * o.L));
-                memcpy(both, dK, sizeof(double) * (size_t)(Hu * o.L));
-                memcpy(both + Hu * o.L, dK2, sizeof(double) * (size_t)(Hu * o.L));
-                s4d_backward(&s, &o, both, &outs);
-                free(both);
-            } else {
-                s4d_backward(&s, &o, dK, &outs);
-            }
-        }
-        free(K2own); free(D); free(ud); free(dyd); free(y); free(dK); free(dK2); free(dD);
+        free(K2own); free(D); free(dK); free(dD);
     } else if (o.backward) {
         if (s.form == FORM_NONE) ssm_die("missing tensors: --backward with dK needs the SSM (A, B, C, dt of the diagonal form)");
         require_float(dKin, 0);
@@ -516,6 +589,9 @@ int main(int argc, char **argv) {
     free(K);
     free(s.dt_eff);
     ssm_set_free(&set);
+    ssm_set_free(&lset);
     ssm_set_free(&outs);
+    ssm_reader_close(in);
+    input_reader = NULL;
     ssm_cli_finish(out);
 }

@@ -17,6 +17,7 @@
  * fft_conv_direct_f64 is the O(L^2) reference the tests compare against.
  */
 #include <fftw3.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

@@ -14,6 +14,7 @@ static CONV(plan_pair) *CONV(plan_cache);
 static int CONV(plan_count), CONV(plan_cap);
 
 void CONV(fftw_cached_plans)(int64_t n, FFTW(plan) *r2c, FFTW(plan) *c2r) {
+    if (n < 1 || n > INT_MAX) ssm_die("fft: a transform of length %lld is beyond FFTW's int sizes", (long long)n);
     pthread_mutex_lock(&fftw_planner_lock);   /* one lock for every FFTW planner call */
     for (int i = 0; i < CONV(plan_count); i++)
         if (CONV(plan_cache)[i].n == n) {

@@ -63,7 +63,9 @@ static int solve_small_complex(int n, double complex *a, double complex *b) {
 
 /* Per-thread scratch. */
 typedef struct {
-    double complex *ct, *v, *inv_d1, *d2, *q;     /* M, M, M, M, R*M */
+    double complex *ct;                           /* M: Ctilde */
+    double *cr, *ci, *er, *ei, *bbr, *bbi;        /* M each: c, e = D2/D1, Bbar (split re/im) */
+    double *ur, *ui, *wr, *wi;                    /* R*M each: U = P/D1, W^* (see ctilde) */
     double *lr, *li, *sr, *si, *dr, *di;          /* M each */
     double *pr, *pi;                              /* (R+1)^2 * M: products a_n b_n */
     fftw_complex *khat;                           /* L/2 + 1 */
@@ -71,56 +73,73 @@ typedef struct {
 } cauchy_work;
 
 static void work_alloc(cauchy_work *w, int64_t M, int64_t R, int64_t L) {
-    size_t m = (size_t)(M > 0 ? M : 1), q = (size_t)((R + 1) * (R + 1));
-    w->ct = ssm_xmalloc(sizeof(double complex) * m * (4 + (size_t)R));
-    w->v = w->ct + m; w->inv_d1 = w->v + m; w->d2 = w->inv_d1 + m; w->q = w->d2 + m;
-    w->lr = ssm_xmalloc(sizeof(double) * m * (6 + 2 * q));
-    w->li = w->lr + m; w->sr = w->li + m; w->si = w->sr + m; w->dr = w->si + m; w->di = w->dr + m;
-    w->pr = w->di + m; w->pi = w->pr + q * m;
+    size_t m = (size_t)(M > 0 ? M : 1), q = (size_t)((R + 1) * (R + 1)), r = (size_t)R;
+    w->ct = ssm_xmalloc(sizeof(double complex) * m);
+    double *d = ssm_xmalloc(sizeof(double) * m * (16 + 4 * r + 2 * q));
+    w->cr = d; w->ci = d + m; w->er = d + 2 * m; w->ei = d + 3 * m; w->bbr = d + 8 * m; w->bbi = d + 9 * m;
+    w->lr = d + 10 * m; w->li = d + 11 * m; w->sr = d + 12 * m; w->si = d + 13 * m; w->dr = d + 14 * m;
+    w->di = d + 15 * m;
+    w->ur = d + 16 * m; w->ui = w->ur + r * m; w->wr = w->ui + r * m; w->wi = w->wr + r * m;
+    w->pr = w->wi + r * m; w->pi = w->pr + q * m;
     w->khat = fftw_malloc(sizeof(fftw_complex) * (size_t)(L / 2 + 1));
     w->out = fftw_malloc(sizeof(double) * (size_t)L);
     if (!w->khat || !w->out) ssm_die("cauchy kernel: out of memory (L = %lld)", (long long)L);
 }
 static void work_free(cauchy_work *w) {
-    free(w->ct); free(w->lr); fftw_free(w->khat); fftw_free(w->out);
+    free(w->ct); free(w->cr); fftw_free(w->khat); fftw_free(w->out);
 }
 
-/* Step 1: ct = C (I - Abar^L).  P is (R, M). */
+/* Step 1: w->ct = C (I - Abar^L), and *ksum = sum_l K_l.  P is (R, M).
+ *
+ * In the full basis, with D1 = I - dt/2 diag(Lambda), D2 = I + dt/2 diag(Lambda), h = dt/2,
+ * M1 = I - h A = D1 + h P P^*, M2 = I + h A = D2 - h P P^*, Woodbury gives
+ *     M1^{-1} = D1^{-1} - D1^{-1} P S^{-1} P^* D1^{-1},   S = (1/h) I + Kp,  Kp = P^* D1^{-1} P,
+ * and multiplying out, Abar = M1^{-1} M2 is a diagonal plus a rank-R term:
+ *     Abar = diag(e) + U W^*,   e = D2 / D1,   U = D1^{-1} P,
+ *     W^* = -h P^* - S^{-1} P^* diag(e) + h S^{-1} Kp P^*.
+ * S and Kp are real R x R (full sums of conjugate pairs).  A row step c <- c Abar is then
+ *     alpha_j = (c U_j) (full sum = 2 Re of the half sum),   c <- c e + sum_j alpha_j W^*_j,
+ * two passes over the modes, O(M R) each.  Vectors are split into re/im arrays so that each
+ * pass vectorizes. */
 static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double complex *lam,
                   const double complex *P, const double complex *B, const double complex *C,
                   cauchy_work *w, double *ksum) {
-    double complex *c = w->ct, *v = w->v, *inv_d1 = w->inv_d1, *d2 = w->d2, *q = w->q;
-    double h = dt / 2, S[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    double *cr = w->cr, *ci = w->ci, *er = w->er, *ei = w->ei, *bbr = w->bbr, *bbi = w->bbi;
+    double *ur = w->ur, *ui = w->ui, *wr = w->wr, *wi = w->wi;
+    double h = dt / 2, Kp[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], Sinv[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    double SK[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK];
+    double complex *inv_d1 = w->ct;   /* scratch until the end */
     for (int64_t n = 0; n < M; n++) {
         inv_d1[n] = 1 / (1 - h * lam[n]);
-        d2[n] = 1 + h * lam[n];
-        c[n] = C[n];
+        double complex e = (1 + h * lam[n]) * inv_d1[n];
+        er[n] = creal(e); ei[n] = cimag(e);
+        cr[n] = creal(C[n]); ci[n] = cimag(C[n]);
     }
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t n = 0; n < M; n++) q[r * M + n] = conj(P[r * M + n]) * inv_d1[n];
-    /* S[i][j] = 2/dt delta_ij + 2 Re sum_n conj(P_in) P_jn / d1_n  (real, R x R); Sinv by
-     * solving against the unit vectors (complex solver on a real matrix). */
     for (int64_t i = 0; i < R; i++)
         for (int64_t j = 0; j < R; j++) {
             double complex s = 0;
-            for (int64_t n = 0; n < M; n++) s += q[i * M + n] * P[j * M + n];
-            S[i * R + j] = (i == j ? 2 / dt : 0) + 2 * creal(s);
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * P[j * M + n] * inv_d1[n];
+            Kp[i * R + j] = 2 * creal(s);
         }
-    for (int64_t j = 0; j < R; j++) {
+    for (int64_t j = 0; j < R; j++) {   /* Sinv column by column */
         double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], b[CAUCHY_MAX_RANK];
-        for (int64_t i = 0; i < R * R; i++) a[i] = S[i];
+        for (int64_t i = 0; i < R * R; i++) a[i] = Kp[i] + (i / R == i % R ? 1 / h : 0);
         for (int64_t i = 0; i < R; i++) b[i] = i == j;
         if (solve_small_complex((int)R, a, b)) return -1;
         for (int64_t i = 0; i < R; i++) Sinv[i * R + j] = creal(b[i]);
     }
-    /* Bbar = M1^{-1} dt B (Woodbury, column form), kept in w->sr/si; during the steps
+    for (int64_t i = 0; i < R; i++)
+        for (int64_t j = 0; j < R; j++) {
+            SK[i * R + j] = 0;
+            for (int64_t k = 0; k < R; k++) SK[i * R + j] += Sinv[i * R + k] * Kp[k * R + j];
+        }
+    /* Bbar = M1^{-1} dt B = y - D1^{-1} P Sinv (P^* y),  y = D1^{-1} dt B.  During the steps
      * ksum = sum_l (C Abar^l) Bbar = sum_l K_l, the value of Khat at w = 1 (see step 2). */
     {
         double t[CAUCHY_MAX_RANK], x[CAUCHY_MAX_RANK];
-        for (int64_t n = 0; n < M; n++) v[n] = dt * B[n] * inv_d1[n];
         for (int64_t i = 0; i < R; i++) {
             double complex s = 0;
-            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * v[n];
+            for (int64_t n = 0; n < M; n++) s += conj(P[i * M + n]) * dt * B[n] * inv_d1[n];
             t[i] = 2 * creal(s);
         }
         for (int64_t i = 0; i < R; i++) {
@@ -128,50 +147,56 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
             for (int64_t j = 0; j < R; j++) x[i] += Sinv[i * R + j] * t[j];
         }
         for (int64_t n = 0; n < M; n++) {
-            double complex b = v[n];
+            double complex b = dt * B[n] * inv_d1[n];
             for (int64_t j = 0; j < R; j++) b -= inv_d1[n] * P[j * M + n] * x[j];
-            w->sr[n] = creal(b);
-            w->si[n] = cimag(b);
+            bbr[n] = creal(b);
+            bbi[n] = cimag(b);
         }
     }
+    /* U_j = D1^{-1} P_j;  W^*_j = -h conj(P_j) - e sum_i Sinv_ji conj(P_i) + h sum_i SK_ji conj(P_i) */
+    for (int64_t j = 0; j < R; j++)
+        for (int64_t n = 0; n < M; n++) {
+            double complex u = inv_d1[n] * P[j * M + n], ws = -h * conj(P[j * M + n]), e = er[n] + I * ei[n];
+            for (int64_t i = 0; i < R; i++) ws += (-e * Sinv[j * R + i] + h * SK[j * R + i]) * conj(P[i * M + n]);
+            ur[j * M + n] = creal(u); ui[j * M + n] = cimag(u);
+            wr[j * M + n] = creal(ws); wi[j * M + n] = cimag(ws);
+        }
     double ks = 0;
     for (int64_t step = 0; step < L; step++) {
-        {
-            double s = 0;
-            const double *br = w->sr, *bi = w->si;
+        double alpha[CAUCHY_MAX_RANK], s = 0;
 #pragma omp simd reduction(+ : s)
-            for (int64_t n = 0; n < M; n++) s += creal(c[n]) * br[n] - cimag(c[n]) * bi[n];
-            ks += 2 * s;
-        }
-        /* v = c D1^{-1};  alpha_j = (v P)_j (full sum, real);  beta = alpha S^{-1} */
-        double alpha[CAUCHY_MAX_RANK], beta[CAUCHY_MAX_RANK], gamma[CAUCHY_MAX_RANK];
-        for (int64_t n = 0; n < M; n++) v[n] = c[n] * inv_d1[n];
+        for (int64_t n = 0; n < M; n++) s += cr[n] * bbr[n] - ci[n] * bbi[n];
+        ks += 2 * s;
         for (int64_t j = 0; j < R; j++) {
-            double s = 0;
-            const double complex *pj = P + j * M;
-#pragma omp simd reduction(+ : s)
-            for (int64_t n = 0; n < M; n++) s += creal(v[n]) * creal(pj[n]) - cimag(v[n]) * cimag(pj[n]);
-            alpha[j] = 2 * s;
+            const double *u_r = ur + j * M, *u_i = ui + j * M;
+            double a = 0;
+#pragma omp simd reduction(+ : a)
+            for (int64_t n = 0; n < M; n++) a += cr[n] * u_r[n] - ci[n] * u_i[n];
+            alpha[j] = 2 * a;
         }
-        for (int64_t j = 0; j < R; j++) {
-            beta[j] = 0;
-            for (int64_t i = 0; i < R; i++) beta[j] += alpha[i] * Sinv[i * R + j];
+        if (R == 1) {   /* the common case in one pass */
+            double a = alpha[0];
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) {
+                double r = cr[n] * er[n] - ci[n] * ei[n] + a * wr[n];
+                double i = cr[n] * ei[n] + ci[n] * er[n] + a * wi[n];
+                cr[n] = r; ci[n] = i;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t n = 0; n < M; n++) {
+                double r = cr[n] * er[n] - ci[n] * ei[n], i = cr[n] * ei[n] + ci[n] * er[n];
+                cr[n] = r; ci[n] = i;
+            }
+            for (int64_t j = 0; j < R; j++) {
+                const double *w_r = wr + j * M, *w_i = wi + j * M;
+                double a = alpha[j];
+#pragma omp simd
+                for (int64_t n = 0; n < M; n++) { cr[n] += a * w_r[n]; ci[n] += a * w_i[n]; }
+            }
         }
-        /* u = v - beta P^* D1^{-1} (into v);  gamma = (u P) (real);  c = u D2 - dt/2 gamma P^* */
-        for (int64_t j = 0; j < R; j++)
-            for (int64_t n = 0; n < M; n++) v[n] -= beta[j] * q[j * M + n];
-        for (int64_t j = 0; j < R; j++) {
-            double s = 0;
-            const double complex *pj = P + j * M;
-#pragma omp simd reduction(+ : s)
-            for (int64_t n = 0; n < M; n++) s += creal(v[n]) * creal(pj[n]) - cimag(v[n]) * cimag(pj[n]);
-            gamma[j] = 2 * s;
-        }
-        for (int64_t n = 0; n < M; n++) c[n] = v[n] * d2[n];
-        for (int64_t j = 0; j < R; j++)
-            for (int64_t n = 0; n < M; n++) c[n] -= h * gamma[j] * conj(P[j * M + n]);
     }
-    for (int64_t n = 0; n < M; n++) c[n] = C[n] - c[n];
+    for (int64_t n = 0; n < M; n++) w->ct[n] = C[n] - (cr[n] + I * ci[n]);
     *ksum = ks;
     return 0;
 }

@@ -33,8 +33,9 @@ void s4d_kernel_backward_f32(int64_t H, int64_t M, int64_t L, const float *log_d
 
 /* ---- FFT convolution: y = causal_conv(u, K) + D u ------------------------------------------
  * u, y (batch, H, L); K (H, L); D (H) or NULL.  Real FFTs of length 2L (linear convolution),
- * plans cached, threads over (batch, H).  bidirectional: K2 (H, L) applied to the reversed
- * sequence and added (K2 NULL otherwise). */
+ * plans cached (made under a lock, FFTW_ESTIMATE unless fft_conv_set_measure(1)), OpenMP threads
+ * over H.  bidirectional: K2 (H, L) applied to the reversed sequence and added:
+ * y[t] += sum_{s >= t} K2[s - t] u[s]  (K2 NULL otherwise). */
 void fft_conv_forward_f32(int64_t batch, int64_t H, int64_t L, const float *u, const float *K,
                           const float *K2, const float *D, float *y);
 /* Given dy (batch, H, L): du (batch, H, L), dK (H, L), dK2 (H, L) or NULL, dD (H) or NULL. */

@@ -34,7 +34,7 @@ static void hippo_legs(int N, double *A, double *B, double *P) {
     for (int n = 0; n < N; n++) {
         for (int k = 0; k < N; k++) {
             double v = 0;
-            if (n > k) v = -sqrt(2.0 * n + 1) * sqrt(2.0 * k + 1);
+            if (n > k) v = -sqrt((2.0 * n + 1) * (2.0 * k + 1));   /* one rounding: exact when it can be */
             else if (n == k) v = -(n + 1.0);
             A[(int64_t)n * N + k] = v;
         }
@@ -49,7 +49,7 @@ static void hippo_legt(int N, double *A, double *B, double *P) {
     for (int i = 0; i < N; i++) {
         for (int j = 0; j < N; j++) {
             double sign = (i < j && ((j - i) & 1)) ? -1.0 : 1.0;
-            A[(int64_t)i * N + j] = -0.5 * sqrt(2.0 * i + 1) * sqrt(2.0 * j + 1) * sign;
+            A[(int64_t)i * N + j] = -0.5 * sqrt((2.0 * i + 1) * (2.0 * j + 1)) * sign;
         }
         B[i] = 0.5 * sqrt(2.0 * i + 1);
         double p = sqrt(2.0 * i + 1) / sqrt(2.0);

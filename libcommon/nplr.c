@@ -1,4 +1,4 @@
-/* nplr.c - NPLR -> DPLR decomposition with LAPACK zheev (see nplr.h for the conventions). */
+/* nplr.c - NPLR -> DPLR decomposition with LAPACK zheevd (see nplr.h for the conventions). */
 #include "nplr.h"
 
 #include <complex.h>
@@ -75,24 +75,29 @@ int nplr_decompose(int N, int r, const double *A, const double *P, double *Lambd
         return -1;
     }
 
-    /* Hermitian H = -i S, column-major for zheev (the lower triangle is read). */
+    /* Hermitian H = -i S, column-major for LAPACK (the lower triangle is read). */
     cplx *H = ssm_xmalloc(sizeof(cplx) * NN);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) H[(size_t)j * N + i] = -I * (AP[(size_t)i * N + j] - (i == j ? c : 0));
+    /* zheevd (divide and conquer): the same eigenpairs as zheev, several times faster at N >= 256. */
     double *w = ssm_xmalloc(sizeof(double) * (size_t)N);
-    double *rwork = ssm_xmalloc(sizeof(double) * (size_t)(3 * N));
-    int lwork = -1, info = 0;
+    int lwork = -1, lrwork = -1, liwork = -1, info = 0, iwq = 0;
     cplx wq;
-    zheev_("V", "L", &N, (double *)H, &N, w, (double *)&wq, &lwork, rwork, &info, 1, 1);
-    lwork = (int)creal(wq);
-    if (lwork < 2 * N) lwork = 2 * N;
+    double rwq;
+    zheevd_("V", "L", &N, (double *)H, &N, w, (double *)&wq, &lwork, &rwq, &lrwork, &iwq, &liwork, &info, 1, 1);
+    lwork = (int)creal(wq) > 2 * N + N * N ? (int)creal(wq) : 2 * N + N * N;
+    lrwork = (int)rwq > 1 + 5 * N + 2 * N * N ? (int)rwq : 1 + 5 * N + 2 * N * N;
+    liwork = iwq > 3 + 5 * N ? iwq : 3 + 5 * N;
     cplx *work = ssm_xmalloc(sizeof(cplx) * (size_t)lwork);
-    zheev_("V", "L", &N, (double *)H, &N, w, (double *)work, &lwork, rwork, &info, 1, 1);
+    double *rwork = ssm_xmalloc(sizeof(double) * (size_t)lrwork);
+    int *iwork = ssm_xmalloc(sizeof(int) * (size_t)liwork);
+    zheevd_("V", "L", &N, (double *)H, &N, w, (double *)work, &lwork, rwork, &lrwork, iwork, &liwork, &info, 1, 1);
     free(work);
     free(rwork);
+    free(iwork);
     cplx *Lambda = (cplx *)Lambda_out, *Vh = (cplx *)Vh_out;
     double *Q = NULL;
-    if (info != 0) { snprintf(err, errlen, "LAPACK zheev failed (info %d)", info); goto out; }
+    if (info != 0) { snprintf(err, errlen, "LAPACK zheevd failed (info %d)", info); goto out; }
 
     /* w ascending.  Zero eigenvalues: |w| <= tol.  Positives and negatives must balance. */
     double wmax = fmax(fabs(w[0]), fabs(w[N - 1]));

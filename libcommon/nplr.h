@@ -2,7 +2,7 @@
  * (DPLR) form S4 computes with.  Math: ../shared/REFERENCE.md section 2.
  *
  *   AP = A + sum_r P_r P_r^T is normal, of the form c I + S with S real skew-symmetric.
- *   Its eigenvalues are W = c + i w where (w, V) = eigh(-i S) (LAPACK zheev, float64).
+ *   Its eigenvalues are W = c + i w where (w, V) = eigh(-i S) (LAPACK zheevd, float64).
  *   S is real, so eigenvectors come in conjugate pairs (w, v) and (-w, conj v).  We keep the
  *   M = N/2 eigenvectors with w > 0 (Im W > 0) and, for each pair of zero eigenvalues (FouT has
  *   one), v = (q1 + i q2)/sqrt(2) with q1, q2 a real orthonormal basis of that null space pair,

@@ -1,10 +1,11 @@
 #!/usr/bin/env bats
 # ssm-kernel: the kernel three ways from the shell, --apply, --backward, --dt/--rate, errors.
-# Numbers are compared with `ssm-tensor info` statistics here (the unit tests compare elementwise);
-# tests that need `ssm-tensor rand/diff` skip when that ssm-tensor is not built.
+# Kernels are compared through `ssm-tensor info` statistics (the unit tests compare them
+# elementwise); convolutions elementwise against numpy through tests/bats/ssmstream.py.
 
 setup() {
     TMP=$(mktemp -d)
+    MK="$BATS_TEST_DIRNAME/ssmstream.py"   # hand-made streams (ssm-discretize's test helper)
 }
 teardown() {
     rm -rf "$TMP"
@@ -13,9 +14,6 @@ teardown() {
 # the "min .. max .. mean .." line of tensor $2 in stream file $1
 stats() {
     ssm-tensor info "$1" | awk -v n="$2" '$1 == n {on = 1; next} on && /min/ {print; exit}'
-}
-need_tensor_tools() {
-    ssm-tensor rand --shape 1 --name x --seed 1 > /dev/null 2>&1 || skip "needs ssm-tensor rand/diff"
 }
 
 @test "help, version, usage errors" {
@@ -52,12 +50,31 @@ need_tensor_tools() {
     [ "$a" = "$b" ]
 }
 
-@test "every HiPPO init: dplr and dense agree from the shell (N 32, L 777)" {
+# same_k A B TOL: ||K_A - K_B|| / ||K_B|| < TOL, elementwise through ssmstream.py
+same_k() {
+    python3 - "$1" "$2" "$3" "$BATS_TEST_DIRNAME" <<'PY'
+import math, sys
+sys.path.insert(0, sys.argv[4])
+from ssmstream import read_stream
+a = read_stream(open(sys.argv[1], "rb").read())["K"][3]
+b = read_stream(open(sys.argv[2], "rb").read())["K"][3]
+assert len(a) == len(b) > 0
+err = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)) / sum(y * y for y in b))
+print("relative error", err)
+sys.exit(0 if err < float(sys.argv[3]) else 1)
+PY
+}
+
+@test "every HiPPO init: dplr (cauchy) and dense (naive) of the same seed agree elementwise" {
     for init in legs legt lagt fout; do
-        a=$(ssm-discretize --init $init -N 32 --form dplr --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
-        b=$(ssm-discretize --init $init -N 32 -m bilinear --dt 0.05 --dtype f64 | ssm-kernel -L 777 | ssm-tensor info | awk '$1 == "K" {on = 1} on && /min/ {print; exit}')
-        echo "$init: $a | $b"
-        [ "$a" = "$b" ]
+        for dt in 0.001 0.1; do
+            ssm-discretize --init $init -N 64 -H 2 --form dplr --dt $dt --dtype f64 --seed 7 | ssm-kernel -L 1000 > "$TMP/a"
+            ssm-discretize --init $init -N 64 -H 2 -m bilinear --dt $dt --dtype f64 --seed 7 | ssm-kernel -L 1000 > "$TMP/b"
+            same_k "$TMP/a" "$TMP/b" 1e-9
+            ssm-discretize --init $init -N 64 -H 2 --form dplr --dt $dt --seed 7 | ssm-kernel -L 1000 > "$TMP/a"
+            ssm-discretize --init $init -N 64 -H 2 -m bilinear --dt $dt --seed 7 | ssm-kernel -L 1000 > "$TMP/b"
+            same_k "$TMP/a" "$TMP/b" 1e-4
+        done
     done
 }
 
@@ -96,73 +113,125 @@ need_tensor_tools() {
 }
 
 @test "missing and misshapen tensors: one line naming the tensor, exit 1" {
-    need_tensor_tools
-    run sh -c 'ssm-discretize --init s4d-lin -N 8 -H 2 | ssm-tensor drop C | ssm-kernel -L 10 > /dev/null'
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
-    [[ "$output" == "ssm-kernel: missing tensor 'C'"* ]]
-    [ "$(echo "$output" | wc -l)" -eq 1 ]
-    run sh -c 'ssm-discretize --init legs -N 8 -H 2 --form dplr | ssm-tensor drop P | ssm-kernel -L 10 > /dev/null'
+    [ "$output" = "ssm-kernel: missing tensor 'C' (expected the output vector of the SSM, (H, N) or (H, M) complex)" ]
+    run sh -c "python3 '$MK' Lambda:c64:2x4:randn B:c64:2x4:randn C:c64:2x4:randn dt:f32:2:const=0.1 | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'P'"* ]]
-    run sh -c 'ssm-discretize --init s4d-lin -N 8 -H 2 | ssm-tensor rand --shape 3,4 --dtype c64 --name Bbar --append | ssm-kernel -L 10 > /dev/null'
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:3x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
-    [[ "$output" == *"tensor 'Bbar': expected shape [2, 4], got [3, 4]"* ]]
-    run sh -c 'ssm-discretize --init s4d-lin -N 8 -H 2 | ssm-tensor rand --shape 2,4 --dtype f32 --name C --append | ssm-kernel -L 10 > /dev/null'
+    [ "$output" = "ssm-kernel: tensor 'Bbar': expected shape [2, 4], got [3, 4]" ]
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn Bbar:c64:2x4:randn C:f32:2x4:randn | ssm-kernel -L 10 > /dev/null"
     [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: tensor 'Abar': expected a real float dtype"* ]]
+    run sh -c "python3 '$MK' Abar:c64:2x4:randn+nan Bbar:c64:2x4:randn C:c64:2x4:randn | ssm-kernel -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: "*"Abar"* ]]
+    # an unstable system is refused, not written as inf/NaN
+    run sh -c "python3 '$MK' Abar:f64:1x2:list=3,0.5 Bbar:f64:1x2:const=1 C:f64:1x2:const=1 | ssm-kernel -L 2000 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: kernel: not finite"* ]]
 }
 
-@test "--apply: y = K * u + D u; L from u; FFT agrees with a re-run in f64" {
-    need_tensor_tools
-    ssm-discretize --init s4d-lin -N 16 -H 4 --seed 1 | ssm-tensor rand --shape 2,4,300 --name u --seed 5 --append > "$TMP/in"
+# check_conv FILE DIR [K2]: y == causal_conv(u, K) (+ the anti-causal K2) + D u elementwise, by
+# the direct sum in Python (no numpy: the python3 on PATH may lack it)
+check_conv() {
+    python3 - "$@" <<'PY'
+import math, sys
+sys.path.insert(0, sys.argv[2])
+from ssmstream import read_stream
+t = read_stream(open(sys.argv[1], "rb").read())
+u_dims, u = t["u"][1], t["u"][3]
+Bt, H, L = u_dims
+y, K = t["y"][3], t["K"][3]
+HK = t["K"][1][0]
+use_k2 = len(sys.argv) > 3 or HK == 2 * H
+K2 = t["K2"][3] if len(sys.argv) > 3 else (K[H * L:] if HK == 2 * H else None)
+D = t["D"][3][:H] if "D" in t else [0.0] * H
+num = den = 0.0
+for b in range(Bt):
+    for h in range(H):
+        row = u[(b * H + h) * L:(b * H + h + 1) * L]
+        for i in range(L):
+            s = D[h] * row[i] + sum(K[h * L + i - j] * row[j] for j in range(i + 1))
+            if use_k2:
+                s += sum(K2[h * L + j - i] * row[j] for j in range(i, L))
+            e = y[(b * H + h) * L + i] - s
+            num += e * e
+            den += s * s
+err = math.sqrt(num / den)
+print("relative error", err)
+sys.exit(0 if err < 1e-5 else 1)
+PY
+}
+
+@test "--apply: y = K * u + D u elementwise (numpy reference); L from u; f32 and f64" {
+    { ssm-discretize --init s4d-lin -N 16 -H 4 --seed 1; python3 "$MK" u:f32:2x4x300:randn; } > "$TMP/in"
     ssm-kernel --apply "$TMP/in" > "$TMP/y32"
     ssm-tensor info "$TMP/y32" | grep -q '^y  *f32 \[2, 4, 300\]'
     ssm-tensor info "$TMP/y32" | grep -q '^K  *f32 \[4, 300\]'
+    check_conv "$TMP/y32" "$BATS_TEST_DIRNAME"
     ssm-kernel --apply --dtype f64 "$TMP/in" > "$TMP/y64"
     ssm-tensor info "$TMP/y64" | grep -q '^y  *f64 \[2, 4, 300\]'
-    # f32 and f64 runs agree to float32 rounding (statistics printed to 6 digits)
-    [ "$(stats "$TMP/y32" y | awk '{print $1, $2, $3, $4, $5, $6}')" = "$(stats "$TMP/y64" y | awk '{print $1, $2, $3, $4, $5, $6}')" ]
+    check_conv "$TMP/y64" "$BATS_TEST_DIRNAME"
     run sh -c "ssm-kernel --apply -L 299 '$TMP/in' > /dev/null"
     [ "$status" -eq 2 ]
 }
 
 @test "--apply with a K on the stream and no SSM; --bidirectional with K2" {
-    need_tensor_tools
-    ssm-tensor rand --shape 3,64 --name K --seed 1 | ssm-tensor rand --shape 3,64 --name K2 --seed 2 --append \
-        | ssm-tensor rand --shape 1,3,64 --name u --seed 3 --append > "$TMP/in"
+    python3 "$MK" K:f32:3x64:randn K2:f32:3x64:randn u:f32:1x3x64:randn D:f32:3:randn > "$TMP/in"
     ssm-kernel --apply "$TMP/in" > "$TMP/causal"
+    check_conv "$TMP/causal" "$BATS_TEST_DIRNAME"
     ssm-kernel --apply --bidirectional "$TMP/in" > "$TMP/bidir"
     ssm-tensor info "$TMP/bidir" | grep -q 'bidirectional=1'
-    [ "$(stats "$TMP/causal" y)" != "$(stats "$TMP/bidir" y)" ]
-    # a zero K2 makes the bidirectional result the causal one
-    ssm-tensor fill --shape 3,64 --name K2 --value 0 --append < "$TMP/in" > "$TMP/in0"
-    ssm-kernel --apply --bidirectional "$TMP/in0" | ssm-tensor pick y > "$TMP/a"
-    ssm-tensor pick y < "$TMP/causal" > "$TMP/b"
-    ssm-tensor diff "$TMP/a" "$TMP/b"
-    run sh -c "ssm-tensor drop u < '$TMP/in' | ssm-kernel --apply > /dev/null"
+    check_conv "$TMP/bidir" "$BATS_TEST_DIRNAME" K2
+    run sh -c "python3 '$MK' K:f32:3x64:randn | ssm-kernel --apply > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'u'"* ]]
 }
 
 @test "--bidirectional from an SSM of 2H channels: the second half is K2" {
-    need_tensor_tools
-    ssm-discretize --init s4d-lin -N 8 -H 6 | ssm-tensor rand --shape 2,3,50 --name u --append > "$TMP/in"
+    { ssm-discretize --init s4d-lin -N 8 -H 6; python3 "$MK" u:f32:2x3x50:randn; } > "$TMP/in"
     ssm-kernel --apply --bidirectional "$TMP/in" > "$TMP/out"
     ssm-tensor info "$TMP/out" | grep -q '^y  *f32 \[2, 3, 50\]'
     ssm-tensor info "$TMP/out" | grep -q '^K  *f32 \[6, 50\]'
+    check_conv "$TMP/out" "$BATS_TEST_DIRNAME"
     run sh -c "ssm-kernel --apply '$TMP/in' > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == *"3 channels, but the kernel has 6"* ]]
 }
 
 @test "--backward: dK -> dlog_dt, dA, dB, dC; dy -> du, dK, dD and on to the S4D parameters" {
-    need_tensor_tools
-    ssm-discretize --init s4d-inv -N 16 -H 4 --dtype f64 | ssm-tensor rand --shape 4,100 --name dK --dtype f64 --append | ssm-kernel --backward > "$TMP/g"
+    { ssm-discretize --init s4d-inv -N 16 -H 4 --dtype f64; python3 "$MK" dK:f64:4x100:randn; } | ssm-kernel --backward > "$TMP/g"
     for t in dlog_dt dA dB dC; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
     ssm-tensor info "$TMP/g" | grep -q '^dA  *c128 \[4, 8\]'
-    ssm-discretize --init s4d-inv -N 16 -H 4 | ssm-tensor rand --shape 2,4,100 --name u --append \
-        | ssm-tensor rand --shape 2,4,100 --name dy --append | ssm-kernel --backward > "$TMP/h"
+    { ssm-discretize --init s4d-inv -N 16 -H 4; python3 "$MK" u:f32:2x4x100:randn dy:f32:2x4x100:randn; } | ssm-kernel --backward > "$TMP/h"
     for t in du dK dD dlog_dt dA dB dC; do ssm-tensor info "$TMP/h" | grep -q "^$t "; done
-    run sh -c 'ssm-discretize --init legs -N 8 --form dplr | ssm-tensor rand --shape 1,10 --name dK --append | ssm-kernel --backward > /dev/null'
+    run sh -c "{ ssm-discretize --init legs -N 8 --form dplr; python3 '$MK' dK:f32:1x10:randn; } | ssm-kernel --backward > /dev/null"
     [ "$status" -eq 1 ]
     [[ "$output" == *"complex diagonal (S4D) form"* ]]
+    run sh -c "ssm-discretize --init s4d-inv -N 8 | ssm-kernel --backward > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'dK'"* ]]
+}
+
+@test "--layer: a checkpoint's S4D layer gives the kernel of the same diagonal system" {
+    L="layers.0.ssm"
+    python3 "$MK" $L.log_dt:f64:1:list=-3 $L.A_real_log:f64:1x2:list=-0.6931471805599453,0 \
+        $L.A_imag:f64:1x2:list=0,3.14 $L.B:c128:1x2:list=1,0,1,0 $L.C:c128:1x2:list=0.5,0.2,-0.3,0.1 \
+        $L.D:f64:1:list=0.7 > "$TMP/layer"
+    ssm-kernel --layer $L -L 500 "$TMP/layer" > "$TMP/a"
+    python3 "$MK" A:c128:1x2:list=-0.5,0,-1,3.14:form=diag,method=zoh B:c128:1x2:list=1,0,1,0 \
+        C:c128:1x2:list=0.5,0.2,-0.3,0.1 dt:f64:1:list=0.049787068367863944 | ssm-kernel -L 500 > "$TMP/b"
+    [ -n "$(stats "$TMP/a" K)" ]
+    [ "$(stats "$TMP/a" K)" = "$(stats "$TMP/b" K)" ]
+    # the layer's tensors pass back unchanged, no stray A/B/C/dt appear
+    ssm-tensor info "$TMP/a" | grep -q "^$L.A_imag "
+    ! ssm-tensor info "$TMP/a" | grep -q '^A '
+    { cat "$TMP/layer"; python3 "$MK" dK:f64:1x500:randn; } | ssm-kernel --layer $L --backward > "$TMP/g"
+    for t in dlog_dt dA dB dC dA_real_log dA_imag; do ssm-tensor info "$TMP/g" | grep -q "^$t "; done
+    run sh -c "ssm-tensor cat '$TMP/layer' | ssm-kernel --layer layers.1.ssm -L 10 > /dev/null"
+    [ "$status" -eq 1 ]
+    [[ "$output" == "ssm-kernel: missing tensor 'layers.1.ssm.log_dt'"* ]]
 }

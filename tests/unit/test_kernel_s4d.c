@@ -69,11 +69,15 @@ static double loss(int64_t H, int64_t M, int64_t L, const double *ld, const doub
     return s;
 }
 
+/* Central differences.  K depends on A only through dt A (and dt), so the step in A is scaled by
+ * 1/dt of its channel: the same relative change of dt A whatever dt is (a fixed step at dt = 1e-3
+ * would drown the small gradient in rounding). */
 static void fd(const char *what, double *x, int64_t n, const double *grad, int64_t H, int64_t M,
                int64_t L, double *ld, double *A, double *B, double *C, double *dK, double *K) {
     double *g = malloc(8 * (size_t)n);
     for (int64_t i = 0; i < n; i++) {
         double x0 = x[i], e = 1e-6 * (1 + fabs(x0));
+        if (x == A) e = 1e-6 * (1 + fabs(x0) * exp(ld[i / (2 * M)])) / exp(ld[i / (2 * M)]);
         x[i] = x0 + e;
         double lp = loss(H, M, L, ld, A, B, C, dK, K);
         x[i] = x0 - e;
