@@ -202,8 +202,8 @@ static void ensure_acts(mamba_model *m, int64_t batch, int64_t rows) {
     m->dxc = FALLOC(rows * di); m->du = FALLOC(rows * di); m->ddbc = FALLOC(rows * m->nbc);
     m->ddt_in = FALLOC(rows * R); m->ddelta = FALLOC(rows * di); m->dy = FALLOC(rows * di);
     m->dhf = FALLOC(rows * dm); m->dlogits = FALLOC(out_rows * V); m->dpooled = FALLOC(batch * dm);
-    m->sB = FALLOC(rows * N); m->sC = FALLOC(rows * N); m->sA = FALLOC(batch * di * N); m->sD = FALLOC(batch * di);
-    m->sdz = FALLOC(rows * di); m->sdbias = FALLOC(batch * di); m->sdu = FALLOC(rows * di); m->sddelta = FALLOC(rows * di);
+    m->sB = FALLOC(rows * N); m->sC = FALLOC(rows * N); m->sA = FALLOC(di * N); m->sD = FALLOC(di);
+    m->sdz = FALLOC(rows * di); m->sdbias = FALLOC(di); m->sdu = FALLOC(rows * di); m->sddelta = FALLOC(rows * di);
     m->targets = ssm_xcalloc((size_t)rows + 1, sizeof(int32_t));
 }
 
