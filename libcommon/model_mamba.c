@@ -202,8 +202,8 @@ static void ensure_acts(mamba_model *m, int64_t batch, int64_t rows) {
     m->dxc = FALLOC(rows * di); m->du = FALLOC(rows * di); m->ddbc = FALLOC(rows * m->nbc);
     m->ddt_in = FALLOC(rows * R); m->ddelta = FALLOC(rows * di); m->dy = FALLOC(rows * di);
     m->dhf = FALLOC(rows * dm); m->dlogits = FALLOC(out_rows * V); m->dpooled = FALLOC(batch * dm);
-    m->sB = FALLOC(rows * N); m->sC = FALLOC(rows * N); m->sA = FALLOC(batch * di * N); m->sD = FALLOC(batch * di);
-    m->sdz = FALLOC(rows * di); m->sdbias = FALLOC(batch * di); m->sdu = FALLOC(rows * di); m->sddelta = FALLOC(rows * di);
+    m->sB = FALLOC(rows * N); m->sC = FALLOC(rows * N); m->sA = FALLOC(di * N); m->sD = FALLOC(di);
+    m->sdz = FALLOC(rows * di); m->sdbias = FALLOC(di); m->sdu = FALLOC(rows * di); m->sddelta = FALLOC(rows * di);
     m->targets = ssm_xcalloc((size_t)rows + 1, sizeof(int32_t));
 }
 
@@ -432,31 +432,17 @@ void mamba_backward(mamba_model *m) {
         /* h_next = h + out_proj(y): dh passes through, and dy = dh @ out_proj */
         zero(m->dy, M * di);
         linear_backward(m->dy, ssm_params_grad(ps, l->out_proj), NULL, m->dh, a->y, ssm_params_data(ps, l->out_proj), M, di, dm);
-        /* the scan, one single-threaded call per sequence (in parallel over the batch): the scan
-         * sums dA, dD, ddelta_bias over the batch and dB, dC over channel blocks in per-thread
-         * accumulators, whose order would depend on the thread count; here every sum runs in a
-         * fixed order, so training is bit-identical for any --threads. */
+        /* the scan (its backward reduces dA, dD, ddelta_bias, dB, dC in a fixed order: the
+         * gradients are bit-identical for any thread count) */
         ssm_scan_params sp = scan_params(m, a, ssm_params_data(ps, l->D), ssm_params_data(ps, l->dt_b), NULL, batch, L);
-#pragma omp parallel for schedule(static)
-        for (int b = 0; b < batch; b++) {
-            ssm_scan_params pb = sp;
-            int64_t xo = (int64_t)b * L * di, bo = (int64_t)b * L * N;
-            pb.batch = 1; pb.threads = 1;
-            pb.u = a->u + xo; pb.delta = a->delta + xo; pb.z = a->z + xo;
-            pb.B = a->Bs + bo; pb.C = a->Cs + bo;
-            ssm_scan_grads g = {.du = m->sdu + xo, .ddelta = m->sddelta + xo, .dA = m->sA + (int64_t)b * di * N,
-                                .dB = m->sB + bo, .dC = m->sC + bo, .dD_skip = m->sD + (int64_t)b * di, .dz = m->sdz + xo,
-                                .ddelta_bias = m->sdbias + (int64_t)b * di, .dh0 = NULL};
-            selective_scan_backward(&pb, m->dy + xo, NULL, &g);
-        }
-        /* A = -exp(A_log): dA_log = dA * A; the per-sequence gradients summed in batch order */
+        ssm_scan_grads g = {.du = m->sdu, .ddelta = m->sddelta, .dA = m->sA, .dB = m->sB, .dC = m->sC,
+                            .dD_skip = m->sD, .dz = m->sdz, .ddelta_bias = m->sdbias, .dh0 = NULL};
+        selective_scan_backward(&sp, m->dy, NULL, &g);
+        /* A = -exp(A_log): dA_log = dA * A */
         float *gAlog = ssm_params_grad(ps, l->A_log);
-        for (int b = 0; b < batch; b++) {
-            const float *dA = m->sA + (int64_t)b * di * N;
-            for (int64_t j = 0; j < di * N; j++) gAlog[j] += dA[j] * a->A[j];
-            add_to(ssm_params_grad(ps, l->D), m->sD + (int64_t)b * di, di);
-            add_to(ssm_params_grad(ps, l->dt_b), m->sdbias + (int64_t)b * di, di);
-        }
+        for (int64_t j = 0; j < di * N; j++) gAlog[j] += m->sA[j] * a->A[j];
+        add_to(ssm_params_grad(ps, l->D), m->sD, di);
+        add_to(ssm_params_grad(ps, l->dt_b), m->sdbias, di);
         /* delta = dt_in @ dt_proj^T */
         zero(m->ddt_in, M * R);
         linear_backward(m->ddt_in, ssm_params_grad(ps, l->dt_w), NULL, m->sddelta, a->dt_in, ssm_params_data(ps, l->dt_w), M, R, di);
