@@ -361,69 +361,24 @@ __global__ void __launch_bounds__(128, 4) scan_fwd_kernel(const ScanArgs a) {
     }
 }
 
-// Fast path of the forward scan (kernels/dev/NOTES.md, variant v3): two threads per channel, each
-// owning NB of the 2*NB modes of a register block (half the registers, twice the threads of v2,
-// no extra chunk-summary work); they sum y with one shuffle per step pair and each finishes 4 of
-// every 8 steps (gating, store).  Selective B/C of the block's group is staged through shared
-// memory (double-buffered; after computing a stage each thread copies E elements of the next one,
-// other blocks on the SM hide that latency); u/delta of the next 8 steps are prefetched into
-// registers.  Every channel of a block is in one group (G == 1, or D/G a multiple of 64); no
-// seq_idx (the generic kernel does resets).  128 threads = 64 channels; stage TS steps.
-__device__ __forceinline__ void ld4f(const float *p, int64_t st, int nv, bool vec, float v[4]) {
-    if (vec && nv >= 4) { float4 a = *reinterpret_cast<const float4 *>(p); v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; }
-    else {
-#pragma unroll
-        for (int j = 0; j < 4; j++) v[j] = j < nv ? p[j * st] : 0.f;
-    }
-}
-template <typename T>
-__device__ __forceinline__ void ld4(const T *p, int64_t st, int nv, bool vec, float v[4]) {
-    if constexpr (sizeof(T) == 4) ld4f((const float *)p, st, nv, vec, v);
-    else {
-        if (vec && nv >= 4) {
-            uint2 w = *reinterpret_cast<const uint2 *>(p);
-            const T *h = reinterpret_cast<const T *>(&w);
-#pragma unroll
-            for (int j = 0; j < 4; j++) v[j] = tof(h[j]);
-        } else {
-#pragma unroll
-            for (int j = 0; j < 4; j++) v[j] = j < nv ? tof(p[j * st]) : 0.f;
-        }
-    }
-}
-template <typename T>
-__device__ __forceinline__ void st4(T *p, int64_t st, int nv, bool vec, const float v[4]) {
-    if (vec && nv >= 4) {
-        if constexpr (sizeof(T) == 4) *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
-        else {
-            uint2 w;
-            T *h = reinterpret_cast<T *>(&w);
-#pragma unroll
-            for (int j = 0; j < 4; j++) h[j] = fromf<T>(v[j]);
-            *reinterpret_cast<uint2 *>(p) = w;
-        }
-    } else {
-#pragma unroll
-        for (int j = 0; j < 4; j++) if (j < nv) p[j * st] = fromf<T>(v[j]);
-    }
-}
-
+// Fast path of the forward scan (kernels/dev/NOTES.md, variant v2): selective B/C of the block's group staged through shared memory
+// (double-buffered: after computing a stage each thread copies E elements of the next one; the
+// other blocks on the SM hide that latency), u/delta of the next 8 steps prefetched into registers.  Every channel of a block
+// is in one group (G == 1, or D/G a multiple of 128); no seq_idx (the generic kernel does resets).  Stage length TS = E*128/(2*NB*K) steps.
 template <typename T, int NB, bool CPLX, int PASS>
-__global__ void __launch_bounds__(128, SMEM_MINB) scan_fwd_pair_kernel(const ScanArgs a) {
+__global__ void __launch_bounds__(128, SMEM_MINB) scan_fwd_smem_kernel(const ScanArgs a) {
     constexpr int K = CPLX ? 2 : 1;
     constexpr int E = 8;
-    constexpr int bd = 128, CH = bd / 2;                // threads, channels per block
-    constexpr int MB = 2 * NB;                          // modes per register block (both threads)
-    constexpr int TS = E * bd / (2 * MB * K);
-    constexpr int stage = MB * K * TS;                  // floats of one array in one buffer
     extern __shared__ float4 smem4[];
     float *smem = reinterpret_cast<float *>(smem4);
-    const int64_t dblocks = (a.D + CH - 1) / CH;
+    constexpr int bd = 128;                             // launched with 128 threads
+    constexpr int TS = E * bd / (2 * NB * K);
+    constexpr int stage = NB * K * TS;                  // floats of one array in one buffer
+    const int64_t dblocks = (a.D + bd - 1) / bd;
     const int64_t ncp = PASS == 1 ? a.nc - 1 : a.nc;
     const int64_t blk = blockIdx.x;
-    const int64_t d0 = (blk % dblocks) * CH;
-    const int half = threadIdx.x & 1;
-    const int64_t d = d0 + (threadIdx.x >> 1);
+    const int64_t d0 = (blk % dblocks) * bd;
+    const int64_t d = d0 + threadIdx.x;
     const int64_t c = (blk / dblocks) % ncp;
     const int64_t b = blk / (dblocks * ncp);
     const bool active = d < a.D;
@@ -432,28 +387,31 @@ __global__ void __launch_bounds__(128, SMEM_MINB) scan_fwd_pair_kernel(const Sca
     const float Dv = active && a.Dskip ? a.Dskip[d] : 0.f;
     const int64_t g = d0 / (a.D / a.G);
     const int64_t NS = CPLX ? 2 * a.N : a.N;
-    const int nblk = (int)((a.N + MB - 1) / MB);
+    const int nblk = (int)((a.N + NB - 1) / NB);
     const int64_t srow = ((b * a.nc + c) * a.D + d) * NS;
     const int64_t xrow = b * a.xsb + d * a.xsd;
     const T *Bp = (const T *)a.B, *Cp = (const T *)a.C;
 
     for (int nb = 0; nb < nblk; nb++) {
-        const int64_t m0 = (int64_t)nb * MB;            // first mode of the block
-        const int64_t n0 = m0 + half * NB;              // first mode of this thread
-        auto fetch_put = [&](int64_t ts0, int buf) {
+        const int64_t n0 = (int64_t)nb * NB;
+        // stage fetch: element e = (array, mode*K + part, step) with the step fastest
+        auto fetch = [&](int64_t ts0, float r[E]) {
 #pragma unroll
             for (int i = 0; i < E; i++) {
                 const int e = threadIdx.x + i * bd;
                 const int arr = e / stage, rem = e - arr * stage;
                 const int nk = rem / TS, t = rem - nk * TS;
-                const int64_t n = m0 + nk / K, tt = ts0 + t;
-                float r = 0.f;
+                const int64_t n = n0 + nk / K, tt = ts0 + t;
+                r[i] = 0.f;
                 if (tt < t_end && n < a.N && (PASS == 3 || arr == 0)) {
                     const int64_t o = (b * a.bcsb + tt * a.bcst + (g * a.N + n) * a.bcsc) * K + (nk % K);
-                    r = tof(arr ? Cp[o] : Bp[o]);
+                    r[i] = tof(arr ? Cp[o] : Bp[o]);
                 }
-                smem[buf * 2 * stage + e] = r;
             }
+        };
+        auto put = [&](int buf, const float r[E]) {
+#pragma unroll
+            for (int i = 0; i < E; i++) smem[buf * 2 * stage + threadIdx.x + i * bd] = r[i];
         };
         float Ar[NB], Ai[NB], xr[NB], xi[NB];
 #pragma unroll
@@ -475,36 +433,37 @@ __global__ void __launch_bounds__(128, SMEM_MINB) scan_fwd_pair_kernel(const Sca
             }
         }
         float dsum = 0.f;
-        fetch_put(t_begin, 0);
+        {
+            float r[E];
+            fetch(t_begin, r);
+            put(0, r);
+        }
         __syncthreads();
-        float pu[8], pd[8];   // raw u, delta of the next 8 steps
+        // raw u, delta of the next 8 steps
+        float pu[8], pd[8];
         if (active) {
             const int nv = (int)min((int64_t)8, t_end - t_begin);
             ld8((const T *)a.u + xrow + t_begin * a.xst, a.xst, nv, a.vec_x, pu);
             ld8((const T *)a.delta + xrow + t_begin * a.xst, a.xst, nv, a.vec_x, pd);
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; j++) pu[j] = pd[j] = 0.f;
         }
         int k = 0;
         for (int64_t ts0 = t_begin; ts0 < t_end; ts0 += TS, k++) {
-            const float *sB = smem + (k & 1) * 2 * stage + half * NB * K * TS, *sC = sB + stage;
+            const bool has_next = ts0 + TS < t_end;
+            const float *sB = smem + (k & 1) * 2 * stage, *sC = sB + stage;
 #pragma unroll 1
             for (int s = 0; s < TS; s += 8) {
                 const int64_t t0 = ts0 + s;
                 if (t0 >= t_end) break;
                 const int nv = (int)min((int64_t)8, t_end - t0);
-                float dl[8], du[8], y[8], uh[4];
+                float dl[8], du[8], y[8];
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
                     float v = pd[j] + bias;
                     if (a.softplus) v = softplusf(v);
                     dl[j] = j < nv ? v : 0.f;
                     du[j] = dl[j] * pu[j];
-                    y[j] = 0.f;
+                    y[j] = nb == 0 ? (CPLX ? 0.5f : 1.f) * Dv * pu[j] : 0.f;   // skip term, once (y *= 2 later when complex)
                 }
-#pragma unroll
-                for (int j = 0; j < 4; j++) uh[j] = half ? pu[4 + j] : pu[j];
                 if (active && t0 + 8 < t_end) {   // prefetch the next 8 steps
                     const int nv2 = (int)min((int64_t)8, t_end - t0 - 8);
                     ld8((const T *)a.u + xrow + (t0 + 8) * a.xst, a.xst, nv2, a.vec_x, pu);
@@ -551,42 +510,39 @@ __global__ void __launch_bounds__(128, SMEM_MINB) scan_fwd_pair_kernel(const Sca
                         }
                     }
                 }
-                if (PASS == 3) {
-                    // pair sum, scattered: this thread keeps steps 4*half .. 4*half+3
-                    float yh[4];
+                if (PASS == 3 && active) {
+                    if (CPLX) {
 #pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const float mine = half ? y[4 + j] : y[j], other = half ? y[j] : y[4 + j];
-                        yh[j] = mine + __shfl_xor_sync(0xffffffffu, other, 1);
-                        if (CPLX) yh[j] *= 2.f;
+                        for (int j = 0; j < 8; j++) y[j] *= 2.f;
                     }
-                    const int nvh = nv - 4 * half;   // valid steps of this thread's 4
-                    if (active && nvh > 0) {
-                        const int64_t row = xrow + (t0 + 4 * half) * a.xst;
-                        float *yb = a.ybuf ? a.ybuf + (b * a.D + d) * a.L + t0 + 4 * half : nullptr;
-                        if (nb > 0) {
+                    const int64_t row = xrow + t0 * a.xst;
+                    float *yb = a.ybuf ? a.ybuf + (b * a.D + d) * a.L + t0 : nullptr;
+                    if (nb > 0) {
 #pragma unroll
-                            for (int j = 0; j < 4; j++) if (j < nvh) yh[j] += yb[j];
+                        for (int j = 0; j < 8; j++) if (j < nv) y[j] += yb[j];
+                    }
+                    if (nb < nblk - 1) {
+#pragma unroll
+                        for (int j = 0; j < 8; j++) if (j < nv) yb[j] = y[j];
+                    } else {
+                        float o[8];
+#pragma unroll
+                        for (int j = 0; j < 8; j++) o[j] = y[j];
+                        if (a.z) {
+                            float zz[8];
+                            ld8((const T *)a.z + row, a.xst, nv, a.vec_x, zz);
+#pragma unroll
+                            for (int j = 0; j < 8; j++) o[j] *= zz[j] * sigmoidf_(zz[j]);
                         }
-                        if (nb < nblk - 1) {
-#pragma unroll
-                            for (int j = 0; j < 4; j++) if (j < nvh) yb[j] = yh[j];
-                        } else {
-                            float o[4];
-#pragma unroll
-                            for (int j = 0; j < 4; j++) o[j] = fmaf(Dv, uh[j], yh[j]);
-                            if (a.z) {
-                                float zz[4];
-                                ld4((const T *)a.z + row, a.xst, nvh, a.vec_x, zz);
-#pragma unroll
-                                for (int j = 0; j < 4; j++) o[j] *= zz[j] * sigmoidf_(zz[j]);
-                            }
-                            st4((T *)a.y + row, a.xst, nvh, a.vec_x, o);
-                        }
+                        st8((T *)a.y + row, a.xst, nv, a.vec_x, o);
                     }
                 }
             }
-            if (ts0 + TS < t_end) fetch_put(ts0 + TS, (k + 1) & 1);   // other blocks hide this
+            if (has_next) {   // other blocks on the SM hide this latency
+                float r[E];
+                fetch(ts0 + TS, r);
+                put((k + 1) & 1, r);
+            }
             __syncthreads();
         }
         if (active) {
@@ -603,7 +559,7 @@ __global__ void __launch_bounds__(128, SMEM_MINB) scan_fwd_pair_kernel(const Sca
                     }
                 }
             }
-            if (PASS == 1 && nb == 0 && half == 0) {
+            if (PASS == 1 && nb == 0) {
                 const int64_t sidx = (b * a.nc + c) * a.D + d;
                 a.dsum[sidx] = dsum;
                 a.rflag[sidx] = 0;
@@ -690,13 +646,13 @@ static int check_params(const ssm_scan_params *p) {
 }
 
 // Chunk length: enough (b, d, chunk) threads to fill the GPU, chunks of at least 64 steps.
-static int64_t pick_chunk(const ssm_scan_params *p, int64_t forced, int64_t target_threads) {
+static int64_t pick_chunk(const ssm_scan_params *p, int64_t forced, int64_t target_threads, int64_t min_chunk) {
     int64_t T;
     if (forced > 0) T = forced;
     else {
         int64_t ch = p->batch * p->D;
         int64_t nc = (target_threads + ch - 1) / ch;
-        int64_t maxnc = (p->L + 63) / 64;
+        int64_t maxnc = (p->L + min_chunk - 1) / min_chunk;
         if (nc > maxnc) nc = maxnc;
         if (nc < 1) nc = 1;
         T = (p->L + nc - 1) / nc;
@@ -724,24 +680,24 @@ static void fill_common(ScanArgs &a, const ssm_scan_params *p, ssm_cuda_dtype dt
 
 template <typename T, int NB, bool CPLX, bool SEL>
 static int launch_fwd(ScanArgs &a, cudaStream_t st) {
-    const bool smem_path = SEL && !g_force_generic && !a.seq && (a.G == 1 || (a.D / a.G) % 64 == 0);
+    const bool smem_path = SEL && !g_force_generic && !a.seq && (a.G == 1 || (a.D / a.G) % 128 == 0);
     const int bd = smem_path || a.D >= 128 ? 128 : (int)((a.D + 31) / 32 * 32);
-    if (smem_path) {   // two threads per channel, each NB/2 modes
-        constexpr int NBH = NB / 2;
-        const int64_t dblocks = (a.D + 63) / 64;
-        const size_t sm = (size_t)2 * 8 * 128 * sizeof(float);
+    const int64_t dblocks = (a.D + bd - 1) / bd;
+    if (smem_path) {
+        constexpr int K = CPLX ? 2 : 1;
+        const size_t sm = (size_t)2 * 8 * bd * sizeof(float);
+        if (2 * NB * K > 8 * bd / 8) { set_err("internal: stage too short"); return -1; }
         if (a.nc > 1) {
-            scan_fwd_pair_kernel<T, NBH, CPLX, 1><<<(unsigned)(a.batch * (a.nc - 1) * dblocks), 128, sm, st>>>(a);
+            scan_fwd_smem_kernel<T, NB, CPLX, 1><<<(unsigned)(a.batch * (a.nc - 1) * dblocks), bd, sm, st>>>(a);
             CK(cudaGetLastError());
             const int64_t nthr = a.batch * a.D * a.N;
             scan_carry_kernel<CPLX><<<(unsigned)((nthr + 255) / 256), 256, 0, st>>>(a);
             CK(cudaGetLastError());
         }
-        scan_fwd_pair_kernel<T, NBH, CPLX, 3><<<(unsigned)(a.batch * a.nc * dblocks), 128, sm, st>>>(a);
+        scan_fwd_smem_kernel<T, NB, CPLX, 3><<<(unsigned)(a.batch * a.nc * dblocks), bd, sm, st>>>(a);
         CK(cudaGetLastError());
         return 0;
     }
-    const int64_t dblocks = (a.D + bd - 1) / bd;
     if (a.nc > 1) {
         scan_fwd_kernel<T, NB, CPLX, SEL, 1><<<(unsigned)(a.batch * (a.nc - 1) * dblocks), bd, 0, st>>>(a);
         CK(cudaGetLastError());
@@ -773,7 +729,8 @@ extern "C" int selective_scan_cuda_forward(const ssm_scan_params *p, ssm_cuda_dt
     fill_common(a, p, dtype);
     a.y = y; a.hout = h_out;
     if (a.vec_x && !aligned16(y)) a.vec_x = 0;
-    a.T = pick_chunk(p, g_chunk_fwd, (int64_t)g_num_sms * 1024);
+    // measured (kernels/dev/NOTES.md): ~1024 threads per SM, chunks of at least 512 steps
+    a.T = pick_chunk(p, g_chunk_fwd, (int64_t)g_num_sms * 1024, 512);
     a.nc = (a.L + a.T - 1) / a.T;
     const int64_t NS = p->complex_A ? 2 * p->N : p->N;
     const int NB = p->complex_A ? (p->N <= 4 ? 4 : 8) : (p->N <= 4 ? 4 : 16);
@@ -954,7 +911,8 @@ __global__ void __launch_bounds__(64) scan_bwd_main_kernel(const ScanArgs a) {
     const int nblk = (int)((a.N + NB - 1) / NB);
     const int64_t ntiles = (t_end - t_begin + 7) / 8;
     // can this warp sum dB/dC with shuffles (all lanes active, one group)?
-    const bool warp_sum = SEL && __all_sync(0xffffffffu, active && g == __shfl_sync(0xffffffffu, g, 0));
+    const int64_t g_lane0 = __shfl_sync(0xffffffffu, g, 0);   // every lane shuffles (no short circuit)
+    const bool warp_sum = SEL && __all_sync(0xffffffffu, active && g == g_lane0);
     const int64_t s = (b * a.nc + c) * a.D + dd;
     float dD_acc = 0.f, dbias_acc = 0.f;
     for (int nb = 0; nb < nblk; nb++) {
@@ -1120,7 +1078,7 @@ extern "C" int selective_scan_cuda_backward(const ssm_scan_params *p, ssm_cuda_d
     a.dD = p->D_skip ? gr->dD_skip : nullptr; a.dz = p->z ? gr->dz : nullptr;
     a.ddbias = p->delta_bias ? gr->ddelta_bias : nullptr; a.dh0 = gr->dh0;
     a.gsb = a.xsb; a.gst_ = a.xst; a.gsd = a.xsd;   // float gradients share the input strides
-    int64_t T = pick_chunk(p, g_chunk_bwd, (int64_t)g_num_sms * 512);
+    int64_t T = pick_chunk(p, g_chunk_bwd, (int64_t)g_num_sms * 512, 64);
     if (T > 128) T = 128;                             // shared memory holds T/8 states per mode
     a.T = T;
     a.nc = (a.L + a.T - 1) / a.T;

@@ -14,16 +14,17 @@ status=0
 echo "== build"
 $NVCC $NVFLAGS -Xptxas -v -o $bld/test_scan_cuda tests/cuda/test_scan_cuda.cu kernels/selective_scan_cuda.cu \
     tests/cuda/scan_ref.c > "$out/build.log" 2>&1 || { cat "$out/build.log" | grep -v ptxas | tail -30; exit 1; }
-$NVCC $NVFLAGS -DSMEM_MINB=3 -o $bld/test_scan_cuda_mb3 tests/cuda/test_scan_cuda.cu kernels/selective_scan_cuda.cu \
+[ "${MB3:-0}" = 1 ] && $NVCC $NVFLAGS -DSMEM_MINB=3 -o $bld/test_scan_cuda_mb3 tests/cuda/test_scan_cuda.cu kernels/selective_scan_cuda.cu \
     tests/cuda/scan_ref.c > /dev/null 2>&1 || echo "mb3 build failed"
 grep -E 'ptxas info    : Used|spill' "$out/build.log" | paste - - | grep smem | sed 's/ptxas info    ://g' > "$out/regs.txt"
 echo "== selective scan: checks and timings"
-$bld/test_scan_cuda "$mode" > "$out/scan.log" 2>&1 || status=$?
+timeout ${CHECK_TIMEOUT:-300} $bld/test_scan_cuda "$mode" > "$out/scan.log" 2>&1 || status=$?
+[ $status = 124 ] && { echo "TIMEOUT; last lines:"; tail -n 5 "$out/scan.log"; }
 grep -E '^FAIL' "$out/scan.log" | head -40
 grep -c '^ok' "$out/scan.log" | sed 's/^/ok checks: /'
 sed -n '/^device/,$p' "$out/scan.log"
 tail -n 1 "$out/scan.log"
-if [ "$mode" != check ]; then
+if [ "$mode" != check ] && [ "${MB3:-0}" = 1 ]; then
     echo "== variant: fast kernel compiled for 3 blocks/SM (168 registers)"
     $bld/test_scan_cuda_mb3 bench > "$out/scan_mb3.log" 2>&1
     grep -E '^(f32|bf16) ' "$out/scan_mb3.log"
@@ -32,6 +33,11 @@ if [ "$mode" != check ] && [ "${TORCH:-1}" = 1 ]; then
     echo "== PyTorch autograd of the plain scan (loop over L), same GPU"
     PYTHONUNBUFFERED=1 timeout 240 python3 tests/cuda/torch_baseline.py 8 1536 2048 16 f32 8 1536 2048 16 bf16 \
         > "$out/torch.log" 2>&1; tail -n 4 "$out/torch.log"
+fi
+if [ "${NCU_BWD:-0}" = 1 ] && command -v ncu > /dev/null; then
+    echo "== ncu: backward kernels at b8 D1536 L2048 f32 (durations)"
+    ncu --kernel-name regex:scan_ --section SpeedOfLight --section Occupancy $bld/test_scan_cuda profile_bwd > "$out/ncu_bwd.txt" 2>&1
+    grep -E '^  [a-z_]+.*scan_|^  void|Duration|Achieved Occupancy|Compute \(SM\) Th|Memory Throughput' "$out/ncu_bwd.txt" | sed 's/(ScanArgs).*//' | head -40
 fi
 if [ "$mode" = all ] && [ "${NCU:-0}" = 1 ] && command -v ncu > /dev/null; then
     echo "== ncu: forward kernels at b8 D1536 L2048 (f32 then bf16, chunk 512)"

@@ -173,6 +173,7 @@ static void case_name(const Case &c, char *s, size_t n) {
 static void run_forward_case(const Case &c) {
     char name[200];
     case_name(c, name, sizeof name);
+    printf("...  fwd %s\n", name);
     Problem P;
     make_problem(c, P);
     const int64_t K = c.cplx ? 2 : 1;
@@ -200,6 +201,7 @@ static void run_forward_case(const Case &c) {
 static void run_backward_case(const Case &c) {
     char name[200];
     case_name(c, name, sizeof name);
+    printf("...  bwd %s\n", name);
     Problem P;
     make_problem(c, P);
     const size_t nx = P.nx, nbc = P.nbc, nh = (size_t)(c.batch * c.D * c.N);
@@ -353,7 +355,7 @@ static void bwd_fn(void *v) { BwdCtx *c = (BwdCtx *)v; SSM_OK(selective_scan_cud
 struct Shape { int64_t batch, D, L, N; ssm_cuda_dtype dt; double official_ms; };
 
 // one forward at the first shape (f32, chunk 512) and one bf16, for ncu
-static void profile() {
+static void profile(bool bwd) {
     Shape shapes[] = {{8, 1536, 2048, 16, SSM_CUDA_F32, 0.90}, {8, 1536, 2048, 16, SSM_CUDA_BF16, 0.48}};
     for (const Shape &s : shapes) {
         int es = s.dt == SSM_CUDA_F32 ? 4 : 2;
@@ -375,7 +377,19 @@ static void profile() {
         p.delta_bias = (const float *)dev_random(s.D, 4, 8, -1, 0);
         CUDA_OK(cudaMalloc(&c.y, nx * es));
         selective_scan_cuda_set_chunk(512, 0);
-        fwd_fn(&c);
+        if (!bwd) fwd_fn(&c);
+        else {
+            BwdCtx bc;
+            bc.p = p; bc.dt = s.dt;
+            bc.dy = dev_random(nx, es, 9, -1, 1);
+            float *gp[8];
+            size_t gs[8] = {nx, nx, nx, (size_t)(s.D * s.N), nbc, nbc, (size_t)s.D, (size_t)s.D};
+            for (int i = 0; i < 8; i++) CUDA_OK(cudaMalloc(&gp[i], gs[i] * 4));
+            bc.g = {gp[0], gp[1], gp[3], gp[4], gp[5], gp[6], gp[2], gp[7], nullptr};
+            bwd_fn(&bc);
+            CUDA_OK(cudaDeviceSynchronize());
+            return;
+        }
         CUDA_OK(cudaDeviceSynchronize());
     }
 }
@@ -413,7 +427,7 @@ static void bench() {
         CUDA_OK(cudaMalloc(&c.y, nx * es));
         double bytes = (4.0 * nx + 2.0 * nbc) * es;
         double floor_b = bytes / g_copy_bw * 1e3, floor_x = (double)nx * s.N / mufu_rate * 1e3;
-        int64_t chunks[] = {0, 256, 512, 1024, 2048, 4096};
+        int64_t chunks[] = {0, 256, 512, 1024, 2048};
         for (int64_t ch : chunks) {
             if (ch >= s.L) continue;
             if (ch != 0 && s.L <= 2048 && ch > 1024) continue;
@@ -456,11 +470,13 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "all";
     unsigned long long seed = argc > 2 ? strtoull(argv[2], 0, 10) : (unsigned long long)time(nullptr);
     rng = seed * 2862933555777941757ull + 3037000493ull;
+    setvbuf(stdout, nullptr, _IOLBF, 0);
     printf("seed %llu\n", seed);
     if (!ssm_cuda_available()) { fprintf(stderr, "test_scan_cuda: %s\n", ssm_cuda_error()); return 100; }
     if (!strcmp(mode, "check") || !strcmp(mode, "all")) { run_checks(); run_backward_checks(); }
     if (!strcmp(mode, "bench") || !strcmp(mode, "all")) bench();
-    if (!strcmp(mode, "profile")) profile();
+    if (!strcmp(mode, "profile")) profile(false);
+    if (!strcmp(mode, "profile_bwd")) profile(true);
     printf("%d checks, %d failed\n", n_checks, n_failed);
     return n_failed > 100 ? 100 : n_failed;
 }
