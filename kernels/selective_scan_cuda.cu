@@ -769,22 +769,25 @@ extern "C" int selective_scan_cuda_forward(const ssm_scan_params *p, ssm_cuda_dt
 // No (batch, L, D, N) tensor: the workspace is (batch, nc, D, N) twice.
 
 // one 8-step tile of backward inputs for channel (b, d)
-template <typename T>
+// NEED_U: u (and du) wanted; NEED_DY: dout, z (and dyp) wanted.  What is not wanted is not read.
+template <typename T, bool NEED_U = true, bool NEED_DY = true>
 __device__ __forceinline__ void bwd_tile_inputs(const ScanArgs &a, int64_t b, int64_t d, int64_t t0, int nv,
                                                 float bias, float dl[8], float u[8], float du[8], float dyp[8],
                                                 float draw[8], float dout[8], float zz[8], float off[8]) {
     const int64_t row = b * a.xsb + d * a.xsd + t0 * a.xst;
-    ld8((const T *)a.u + row, a.xst, nv, a.vec_x, u);
+#pragma unroll
+    for (int j = 0; j < 8; j++) u[j] = dout[j] = zz[j] = 0.f;
+    if (NEED_U) ld8((const T *)a.u + row, a.xst, nv, a.vec_x, u);
     ld8((const T *)a.delta + row, a.xst, nv, a.vec_x, draw);
-    ld8((const T *)a.dy + row, a.xst, nv, a.vec_x, dout);
-    if (a.z) ld8((const T *)a.z + row, a.xst, nv, a.vec_x, zz);
+    if (NEED_DY) ld8((const T *)a.dy + row, a.xst, nv, a.vec_x, dout);
+    if (NEED_DY && a.z) ld8((const T *)a.z + row, a.xst, nv, a.vec_x, zz);
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         draw[j] += bias;
         float v = a.softplus ? softplusf(draw[j]) : draw[j];
         dl[j] = j < nv ? v : 0.f;
         du[j] = dl[j] * u[j];
-        dyp[j] = j < nv ? (a.z ? dout[j] * zz[j] * sigmoidf_(zz[j]) : dout[j]) : 0.f;
+        dyp[j] = NEED_DY && j < nv ? (a.z ? dout[j] * zz[j] * sigmoidf_(zz[j]) : dout[j]) : 0.f;
         off[j] = 0.f;
     }
     if (a.seq) {
@@ -838,7 +841,7 @@ __global__ void __launch_bounds__(64) scan_bwd_rsum_kernel(const ScanArgs a) {
             const int64_t t0 = t_begin + 8 * k;
             const int nv = (int)min((int64_t)8, t_end - t0);
             float dl[8], u[8], du[8], dyp[8], draw[8], dout[8], zz[8], off[8];
-            bwd_tile_inputs<T>(a, b, d, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
+            bwd_tile_inputs<T, false, true>(a, b, d, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
             if (nb == 0) {
 #pragma unroll
                 for (int j = 0; j < 8; j++) { dsum += dl[j]; reset |= off[j] != 0.f; }
@@ -932,7 +935,7 @@ __global__ void __launch_bounds__(64) scan_bwd_main_kernel(const ScanArgs a) {
             const int64_t t0 = t_begin + 8 * k;
             const int nv = (int)min((int64_t)8, t_end - t0);
             float dl[8], u[8], du[8], dyp[8], draw[8], dout[8], zz[8], off[8];
-            bwd_tile_inputs<T>(a, b, dd, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
+            bwd_tile_inputs<T, true, false>(a, b, dd, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
 #pragma unroll
             for (int n = 0; n < NB; n++) {
                 sstate[(k * NB + n) * 64 + threadIdx.x] = x[n];
