@@ -33,6 +33,7 @@ static void set_err(const char *fmt, ...) {
     va_list ap; va_start(ap, fmt); vsnprintf(g_err, sizeof g_err, fmt, ap); va_end(ap);
 }
 extern "C" const char *ssm_cuda_error(void) { return g_err; }
+extern "C" void ssm_cuda_set_error(const char *msg) { set_err("%s", msg); }   // for the other .cu files
 #define CK(call)                                                                          \
     do {                                                                                  \
         cudaError_t e_ = (call);                                                          \
