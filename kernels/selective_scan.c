@@ -503,7 +503,24 @@ static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, 
     }
 }
 
-/* Selective B, C of the chunk: real ones are read in place (pointers), complex ones packed (T, N). */
+/* (tn, N) rows from N time-contiguous rows of src (row n at src + n * sn): the official layout's
+ * (batch, G*N, L) B and C of one chunk, made state-contiguous.  16 x 16 tiles transposed. */
+static void time_rows_to_steps(const float *src, int64_t sn, float *restrict dst, int64_t N, int tn) {
+    int64_t n0 = 0;
+    for (; n0 + 16 <= N; n0 += 16) {
+        int t = 0;
+        for (; t + 16 <= tn; t += 16) transpose16(src + n0 * sn + t, sn, dst + t * N + n0, N);
+        for (; t < tn; t++)
+            for (int64_t n = n0; n < n0 + 16; n++) dst[t * N + n] = src[n * sn + t];
+    }
+    for (int64_t n = n0; n < N; n++)
+        for (int t = 0; t < tn; t++) dst[t * N + n] = src[n * sn + t];
+}
+
+/* Selective B, C of the chunk, real: read in place (pointers) when state-contiguous; in the
+ * time-contiguous layout (bdl: bc_strides.time == 1) packed to (T, N) first, since the scan would
+ * otherwise read 2 N scattered floats per step, 4 KiB apart when L = 1024 (all in one L1 set).
+ * Complex ones are always packed (T, N). */
 static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t t0, int tn) {
     const ssm_scan_params *p = s->p;
     if (p->G == 0) return;
@@ -512,6 +529,12 @@ static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int6
         w->Csel = p->C + bc_sel_at(p, b, t0, g, 0);
         w->bc_t = p->bc_strides.time;
         w->bc_n = p->bc_strides.channel;
+        if (w->bc_t == 1 && w->bc_n != 1 && p->N > 1) {
+            time_rows_to_steps(w->Bsel, w->bc_n, w->Bsr, p->N, tn);
+            time_rows_to_steps(w->Csel, w->bc_n, w->Csr, p->N, tn);
+            w->Bsel = w->Bsr, w->Csel = w->Csr;
+            w->bc_t = p->N, w->bc_n = 1;
+        }
         return;
     }
     int64_t N = p->N;
