@@ -191,7 +191,7 @@ typedef struct {
     float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES), a view */
     float *base_as;   /* ... into this: one chunk, or the whole sequence when keep_all_a */
     int keep_all_a;
-    float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC, (T, N, LANES) */
+    float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC of one step, (N, LANES) */
     /* backward accumulators per lane (N, LANES) and per block */
     float *dAr, *dAi, *dBr, *dBi, *dCr, *dCi;
 } workspace;
@@ -240,7 +240,7 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
         /* the decays of the whole sequence when they take at most 32 MiB per thread: then the
          * second pass computes no exp */
         w->keep_all_a = !cplx && (double)nck * T * NW * sizeof(float) <= 32.0 * (1 << 20);
-        if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
+        if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(NW); w->hc = alloc_floats(NW); }
         w->dAr = alloc_floats(NW); w->dBr = alloc_floats(NW); w->dCr = alloc_floats(NW);
         if (cplx) {
             w->xsi = alloc_floats((T + 1) * NW); w->cki = alloc_floats(nck * NW); w->gi = alloc_floats(NW);
@@ -749,7 +749,8 @@ static inline __attribute__((always_inline)) void add_row_sums16(const float *m,
 #if LANES != 16
 #error "sum_lanes assumes 16 lanes"
 #endif
-VECTOR_CLONES static void sum_lanes(const float *restrict v, float *restrict sums, int64_t count) {
+static inline __attribute__((always_inline)) void sum_lanes(const float *restrict v, float *restrict sums,
+                                                          int64_t count) {
     int64_t k = 0;
     for (; k + 16 <= count; k += 16) add_row_sums16(v + k * LANES, sums + k);
     for (; k < count; k++) {
@@ -762,10 +763,12 @@ VECTOR_CLONES static void sum_lanes(const float *restrict v, float *restrict sum
 /* Real A: backward through one chunk of tn steps.  xs holds (tn + 1, N, LANES) states: xs[0]
  * before the first step (before any reset), xs[t + 1] after step t.  g (N, LANES) is dL/dx after
  * the chunk on entry and before it on return.  Per-lane outputs go to w->du and w->ddelta
- * (softplus' applied), and the per-lane accumulators; selective dB, dC go per lane to w->hb, w->hc
- * (tn, N, LANES), summed over the lanes afterwards by sum_lanes. */
+ * (softplus' applied), and the per-lane accumulators; selective dB, dC of step t go per lane to
+ * w->hb, w->hc (N, LANES), L1-resident, and are summed over the lanes into dBs, dCs (tn, N) right
+ * after the step.  has_reset = 0 (no seq_idx) drops the reset mask from the inner loop. */
 static inline __attribute__((always_inline)) void backward_real_body(
-    workspace *w, int tn, const float *restrict dskip, const int selective) {
+    workspace *w, int tn, const float *restrict dskip, const int selective, const int has_reset,
+    float *restrict dBs, float *restrict dCs) {
     const int64_t N = w->N, NW = N * LANES;
     /* everything the loops touch, in locals: stores through one pointer then cannot make the
      * compiler reload the others */
@@ -780,8 +783,8 @@ static inline __attribute__((always_inline)) void backward_real_body(
         const float *restrict dyp = w->dyp + t * LANES;
         const float *restrict xt = xs + (t + 1) * NW, *restrict xp = xs + t * NW;
         const float *restrict at = as + t * NW;
-        float *restrict hbt = hb + t * NW, *restrict hct = hc + t * NW;
-        const float keep = w->reset[t] ? 0.0f : 1.0f;
+        float *restrict hbt = hb, *restrict hct = hc;
+        const float keep = has_reset && w->reset[t] ? 0.0f : 1.0f;
         float sBu[LANES] = {0}, sAa[LANES] = {0};
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = n * LANES;
@@ -807,6 +810,10 @@ static inline __attribute__((always_inline)) void backward_real_body(
                 g[o + l] = keep * a * gg;                  /* dL/dx_{t-1} */
             }
         }
+        if (selective) {   /* the lanes' shares of dB, dC summed over the block */
+            sum_lanes(hbt, dBs + (int64_t)t * N, N);
+            sum_lanes(hct, dCs + (int64_t)t * N, N);
+        }
         float *restrict du = w->du + t * LANES, *restrict dd = w->ddelta + t * LANES;
         const float *restrict u = w->u + t * LANES, *restrict spd = w->dspd + t * LANES;
 #pragma omp simd
@@ -816,9 +823,12 @@ static inline __attribute__((always_inline)) void backward_real_body(
         }
     }
 }
-VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int tn, const float *dskip) {
-    if (selective) backward_real_body(w, tn, dskip, 1);
-    else backward_real_body(w, tn, dskip, 0);
+VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int has_reset, int tn,
+                                             const float *dskip, float *dBs, float *dCs) {
+    if (selective && has_reset) backward_real_body(w, tn, dskip, 1, 1, dBs, dCs);
+    else if (selective) backward_real_body(w, tn, dskip, 1, 0, dBs, dCs);
+    else if (has_reset) backward_real_body(w, tn, dskip, 0, 1, NULL, NULL);
+    else backward_real_body(w, tn, dskip, 0, 0, NULL, NULL);
 }
 
 /* Complex A, B, C: the same with g = dL/dRe x + i dL/dIm x; a product w = a x passes conj(a) g to
@@ -950,28 +960,25 @@ static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t 
             if (!p->z) memset(w->out, 0, (size_t)(tn * LANES) * sizeof(float));
             scatter_lanes(p, w->out, gr->dz, b, d0, nd, t0, tn);
         }
-        if (selective) {
-            memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
-            memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
-        }
         if (cplx) {
-            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
-        } else {
-            chunk_backward_real(w, selective, tn, dskip);
-            if (selective) {   /* the lanes' shares of dB, dC summed over the block */
-                sum_lanes(w->hb, dBs, tn * N);
-                sum_lanes(w->hc, dCs, tn * N);
+            if (selective) {
+                memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
+                memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
             }
+            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
+            if (selective)
+                for (int64_t i = 0; i < tn * N * cf; i++) {
+                    sB[t0 * N * cf + i] += dBs[i];
+                    sC[t0 * N * cf + i] += dCs[i];
+                }
+        } else {   /* selective dB, dC: the lanes' sums added straight into the item's slab */
+            chunk_backward_real(w, selective, p->seq_idx != NULL, tn, dskip,
+                                selective ? sB + t0 * N : NULL, selective ? sC + t0 * N : NULL);
         }
         if (gr->du) scatter_lanes(p, w->du, gr->du, b, d0, nd, t0, tn);
         if (gr->ddelta) scatter_lanes(p, w->ddelta, gr->ddelta, b, d0, nd, t0, tn);
         for (int t = 0; t < tn; t++)
             for (int l = 0; l < LANES; l++) dbias_acc[l] += w->ddelta[t * LANES + l];
-        if (selective)
-            for (int64_t i = 0; i < tn * N * cf; i++) {
-                sB[t0 * N * cf + i] += dBs[i];
-                sC[t0 * N * cf + i] += dCs[i];
-            }
     }
     /* the block's per-lane accumulators; dh0 */
     for (int l = 0; l < nd; l++) {
@@ -1064,21 +1071,30 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
             if (gr->dC) gr->dC[i] = aC;
         }
     } else {
-        /* dB[b, t, g, n] = the sum over the runs of group g, scattered through bc_strides */
+        /* dB[b, t, g, n] = the sum over the runs of group g (0 + run 0 + run 1 + ..., elementwise
+         * over the slabs, so the loops are contiguous), scattered through bc_strides */
+        const int64_t slab = L * N * cf;
+        float *aB = alloc_floats(slab), *aC = alloc_floats(slab);
         for (int64_t b = 0; b < batch; b++)
-            for (int64_t g = 0; g < G; g++)
+            for (int64_t g = 0; g < G; g++) {
+                memset(aB, 0, (size_t)slab * sizeof(float));
+                memset(aC, 0, (size_t)slab * sizeof(float));
+                for (int64_t r = 0; r < runs; r++) {
+                    const float *sB = pg.sB + ((b * G + g) * runs + r) * slab;
+                    const float *sC = pg.sC + ((b * G + g) * runs + r) * slab;
+                    for (int64_t i = 0; i < slab; i++) aB[i] += sB[i], aC[i] += sC[i];
+                }
                 for (int64_t t = 0; t < L; t++)
-                    for (int64_t n = 0; n < N; n++)
+                    for (int64_t n = 0; n < N; n++) {
+                        int64_t k = bc_sel_at(p, b, t, g, n);
                         for (int c = 0; c < cf; c++) {
-                            float aB = 0, aC = 0;
-                            for (int64_t r = 0; r < runs; r++) {
-                                int64_t o = (((b * G + g) * runs + r) * L + t) * N * cf + n * cf + c;
-                                aB += pg.sB[o], aC += pg.sC[o];
-                            }
-                            int64_t k = bc_sel_at(p, b, t, g, n);
-                            if (gr->dB) gr->dB[cf * k + c] = aB;
-                            if (gr->dC) gr->dC[cf * k + c] = aC;
+                            if (gr->dB) gr->dB[cf * k + c] = aB[(t * N + n) * cf + c];
+                            if (gr->dC) gr->dC[cf * k + c] = aC[(t * N + n) * cf + c];
                         }
+                    }
+            }
+        free(aB);
+        free(aC);
     }
     free(pg.dA); free(pg.dD); free(pg.dbias); free(pg.dB); free(pg.dC); free(pg.sB); free(pg.sC);
 }
