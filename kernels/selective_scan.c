@@ -188,6 +188,11 @@ typedef struct {
     /* real selective B, C are read in place: at (b, t0, g, 0), strides per time step and state */
     const float *Bsel, *Csel;
     int64_t bc_t, bc_n;
+    /* backward, real time-contiguous (bdl) selective B, C: packed (L, N) for the whole sequence
+     * of one (b, g), reused by both passes and by the following blocks of the work item (when
+     * 2 L N floats take at most 32 MiB; else NULL and packed per chunk) */
+    float *Bseq, *Cseq;
+    int64_t seq_b, seq_g;
     /* states: current (N, LANES); backward: chunk states (T + 1, N, LANES), checkpoints, g */
     float *xr, *xi, *xsr, *xsi, *ckr, *cki, *gr, *gi;
     float *zeros;     /* (N, LANES) zeros: the state after a reset */
@@ -246,6 +251,12 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
         w->keep_all_a = !cplx && (double)nck * T * NW * sizeof(float) <= 32.0 * (1 << 20);
         if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(NW); w->hc = alloc_floats(NW); }
         w->dAr = alloc_floats(NW); w->dBr = alloc_floats(NW); w->dCr = alloc_floats(NW);
+        w->seq_b = w->seq_g = -1;
+        if (!cplx && p->G != 0 && p->bc_strides.time == 1 && p->bc_strides.channel != 1 && N > 1 &&
+            2.0 * (double)p->L * N * sizeof(float) <= 32.0 * (1 << 20)) {
+            w->Bseq = alloc_floats(p->L * N);
+            w->Cseq = alloc_floats(p->L * N);
+        }
         if (cplx) {
             w->xsi = alloc_floats((T + 1) * NW); w->cki = alloc_floats(nck * NW); w->gi = alloc_floats(NW);
             w->dAi = alloc_floats(NW); w->dBi = alloc_floats(NW); w->dCi = alloc_floats(NW);
@@ -254,7 +265,7 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
 }
 static void ws_free(workspace *w) {
     float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->base_dt, w->base_dtu, w->base_u,
-                    w->base_dspd, w->base_z, w->ypre, w->base_dyp, w->base_du, w->base_ddelta, w->base_out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
+                    w->base_dspd, w->base_z, w->ypre, w->base_dyp, w->base_du, w->base_ddelta, w->base_out, w->Bseq, w->Cseq, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
                     w->cki, w->gr, w->gi, w->zeros, w->base_as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     free(w->base_reset);
@@ -533,7 +544,20 @@ static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int6
         w->Csel = p->C + bc_sel_at(p, b, t0, g, 0);
         w->bc_t = p->bc_strides.time;
         w->bc_n = p->bc_strides.channel;
-        if (w->bc_t == 1 && w->bc_n != 1 && p->N > 1) {
+        if (w->bc_t == 1 && w->bc_n != 1 && p->N > 1 && w->Bseq) {
+            if (w->seq_b != b || w->seq_g != g) {   /* the whole sequence, once per (b, g) */
+                const float *B0 = p->B + bc_sel_at(p, b, 0, g, 0), *C0 = p->C + bc_sel_at(p, b, 0, g, 0);
+                const int64_t piece = 1 << 20;
+                for (int64_t s0 = 0; s0 < p->L; s0 += piece) {
+                    int sn = (int)(p->L - s0 < piece ? p->L - s0 : piece);
+                    time_rows_to_steps(B0 + s0, w->bc_n, w->Bseq + s0 * p->N, p->N, sn);
+                    time_rows_to_steps(C0 + s0, w->bc_n, w->Cseq + s0 * p->N, p->N, sn);
+                }
+                w->seq_b = b, w->seq_g = g;
+            }
+            w->Bsel = w->Bseq + t0 * p->N, w->Csel = w->Cseq + t0 * p->N;
+            w->bc_t = p->N, w->bc_n = 1;
+        } else if (w->bc_t == 1 && w->bc_n != 1 && p->N > 1) {
             time_rows_to_steps(w->Bsel, w->bc_n, w->Bsr, p->N, tn);
             time_rows_to_steps(w->Csel, w->bc_n, w->Csr, p->N, tn);
             w->Bsel = w->Bsr, w->Csel = w->Csr;
