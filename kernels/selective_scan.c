@@ -176,6 +176,9 @@ typedef struct {
     float *dt, *dtu, *u, *dspd, *z, *ypre, *dyp;
     unsigned char *reset;
     float *base_dt, *base_dtu, *base_u, *base_dspd, *base_z;
+    /* backward: dyp, out (dz), du, ddelta of the whole sequence (L, LANES), viewed per chunk, so
+     * that dy is gathered and dz, du, ddelta scattered one tensor at a time */
+    float *base_dyp, *base_out, *base_du, *base_ddelta;
     unsigned char *base_reset;
     int has_z;
     /* the gated output (backward: dz), (T, LANES); backward per chunk: du and ddelta */
@@ -185,13 +188,18 @@ typedef struct {
     /* real selective B, C are read in place: at (b, t0, g, 0), strides per time step and state */
     const float *Bsel, *Csel;
     int64_t bc_t, bc_n;
+    /* backward, real time-contiguous (bdl) selective B, C: packed (L, N) for the whole sequence
+     * of one (b, g), reused by both passes and by the following blocks of the work item (when
+     * 2 L N floats take at most 32 MiB; else NULL and packed per chunk) */
+    float *Bseq, *Cseq;
+    int64_t seq_b, seq_g;
     /* states: current (N, LANES); backward: chunk states (T + 1, N, LANES), checkpoints, g */
     float *xr, *xi, *xsr, *xsi, *ckr, *cki, *gr, *gi;
     float *zeros;     /* (N, LANES) zeros: the state after a reset */
     float *as;        /* backward, real A: the decays exp(dt A) of the chunk, (T, N, LANES), a view */
     float *base_as;   /* ... into this: one chunk, or the whole sequence when keep_all_a */
     int keep_all_a;
-    float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC, (T, N, LANES) */
+    float *hb, *hc;   /* backward, real selective: per-lane shares of dB, dC of one step, (N, LANES) */
     /* backward accumulators per lane (N, LANES) and per block */
     float *dAr, *dAi, *dBr, *dBi, *dCr, *dCi;
 } workspace;
@@ -202,6 +210,7 @@ static void ws_view_chunk(workspace *w, int64_t c) {
     w->dt = w->base_dt + o, w->dtu = w->base_dtu + o, w->u = w->base_u + o, w->dspd = w->base_dspd + o;
     w->z = w->has_z ? w->base_z + o : w->base_z;
     w->reset = w->base_reset + c * w->T;
+    w->dyp = w->base_dyp + o, w->out = w->base_out + o, w->du = w->base_du + o, w->ddelta = w->base_ddelta + o;
     if (w->keep_all_a) w->as = w->base_as + c * w->T * w->N * LANES;
 }
 
@@ -224,10 +233,10 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
     w->has_z = p->z != NULL;
     w->base_z = alloc_floats(p->z ? steps * LANES : 1);
     w->base_reset = ssm_xcalloc((size_t)steps, 1);
+    w->ypre = alloc_floats(T * LANES); w->base_dyp = alloc_floats(steps * LANES);
+    w->base_du = alloc_floats(steps * LANES); w->base_ddelta = alloc_floats(steps * LANES);
+    w->base_out = alloc_floats(steps * LANES);
     ws_view_chunk(w, 0);
-    w->ypre = alloc_floats(T * LANES); w->dyp = alloc_floats(T * LANES);
-    w->du = alloc_floats(T * LANES); w->ddelta = alloc_floats(T * LANES);
-    w->out = alloc_floats(T * LANES);
     w->Bsr = alloc_floats(T * N); w->Csr = alloc_floats(T * N);
     if (cplx) {
         w->Ai = alloc_floats(NW); w->Bi = alloc_floats(NW); w->Ci = alloc_floats(NW);
@@ -240,8 +249,14 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
         /* the decays of the whole sequence when they take at most 32 MiB per thread: then the
          * second pass computes no exp */
         w->keep_all_a = !cplx && (double)nck * T * NW * sizeof(float) <= 32.0 * (1 << 20);
-        if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(T * NW); w->hc = alloc_floats(T * NW); }
+        if (!cplx) { w->base_as = w->as = alloc_floats((w->keep_all_a ? nck : 1) * T * NW); w->hb = alloc_floats(NW); w->hc = alloc_floats(NW); }
         w->dAr = alloc_floats(NW); w->dBr = alloc_floats(NW); w->dCr = alloc_floats(NW);
+        w->seq_b = w->seq_g = -1;
+        if (!cplx && p->G != 0 && p->bc_strides.time == 1 && p->bc_strides.channel != 1 && N > 1 &&
+            2.0 * (double)p->L * N * sizeof(float) <= 32.0 * (1 << 20)) {
+            w->Bseq = alloc_floats(p->L * N);
+            w->Cseq = alloc_floats(p->L * N);
+        }
         if (cplx) {
             w->xsi = alloc_floats((T + 1) * NW); w->cki = alloc_floats(nck * NW); w->gi = alloc_floats(NW);
             w->dAi = alloc_floats(NW); w->dBi = alloc_floats(NW); w->dCi = alloc_floats(NW);
@@ -250,7 +265,7 @@ static void ws_init(workspace *w, const scan_plan *s, int backward) {
 }
 static void ws_free(workspace *w) {
     float *all[] = {w->Ar, w->Ai, w->Br, w->Bi, w->Cr, w->Ci, w->base_dt, w->base_dtu, w->base_u,
-                    w->base_dspd, w->base_z, w->ypre, w->dyp, w->du, w->ddelta, w->out, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
+                    w->base_dspd, w->base_z, w->ypre, w->base_dyp, w->base_du, w->base_ddelta, w->base_out, w->Bseq, w->Cseq, w->Bsr, w->Bsi, w->Csr, w->Csi, w->xr, w->xi, w->xsr, w->xsi, w->ckr,
                     w->cki, w->gr, w->gi, w->zeros, w->base_as, w->hb, w->hc, w->dAr, w->dAi, w->dBr, w->dBi, w->dCr, w->dCi};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
     free(w->base_reset);
@@ -503,7 +518,24 @@ static void pack_steps(const scan_plan *s, workspace *w, int64_t b, int64_t d0, 
     }
 }
 
-/* Selective B, C of the chunk: real ones are read in place (pointers), complex ones packed (T, N). */
+/* (tn, N) rows from N time-contiguous rows of src (row n at src + n * sn): the official layout's
+ * (batch, G*N, L) B and C of one chunk, made state-contiguous.  16 x 16 tiles transposed. */
+static void time_rows_to_steps(const float *src, int64_t sn, float *restrict dst, int64_t N, int tn) {
+    int64_t n0 = 0;
+    for (; n0 + 16 <= N; n0 += 16) {
+        int t = 0;
+        for (; t + 16 <= tn; t += 16) transpose16(src + n0 * sn + t, sn, dst + t * N + n0, N);
+        for (; t < tn; t++)
+            for (int64_t n = n0; n < n0 + 16; n++) dst[t * N + n] = src[n * sn + t];
+    }
+    for (int64_t n = n0; n < N; n++)
+        for (int t = 0; t < tn; t++) dst[t * N + n] = src[n * sn + t];
+}
+
+/* Selective B, C of the chunk, real: read in place (pointers) when state-contiguous; in the
+ * time-contiguous layout (bdl: bc_strides.time == 1) packed to (T, N) first, since the scan would
+ * otherwise read 2 N scattered floats per step, 4 KiB apart when L = 1024 (all in one L1 set).
+ * Complex ones are always packed (T, N). */
 static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int64_t t0, int tn) {
     const ssm_scan_params *p = s->p;
     if (p->G == 0) return;
@@ -512,6 +544,25 @@ static void pack_bc(const scan_plan *s, workspace *w, int64_t b, int64_t g, int6
         w->Csel = p->C + bc_sel_at(p, b, t0, g, 0);
         w->bc_t = p->bc_strides.time;
         w->bc_n = p->bc_strides.channel;
+        if (w->bc_t == 1 && w->bc_n != 1 && p->N > 1 && w->Bseq) {
+            if (w->seq_b != b || w->seq_g != g) {   /* the whole sequence, once per (b, g) */
+                const float *B0 = p->B + bc_sel_at(p, b, 0, g, 0), *C0 = p->C + bc_sel_at(p, b, 0, g, 0);
+                const int64_t piece = 1 << 20;
+                for (int64_t s0 = 0; s0 < p->L; s0 += piece) {
+                    int sn = (int)(p->L - s0 < piece ? p->L - s0 : piece);
+                    time_rows_to_steps(B0 + s0, w->bc_n, w->Bseq + s0 * p->N, p->N, sn);
+                    time_rows_to_steps(C0 + s0, w->bc_n, w->Cseq + s0 * p->N, p->N, sn);
+                }
+                w->seq_b = b, w->seq_g = g;
+            }
+            w->Bsel = w->Bseq + t0 * p->N, w->Csel = w->Cseq + t0 * p->N;
+            w->bc_t = p->N, w->bc_n = 1;
+        } else if (w->bc_t == 1 && w->bc_n != 1 && p->N > 1) {
+            time_rows_to_steps(w->Bsel, w->bc_n, w->Bsr, p->N, tn);
+            time_rows_to_steps(w->Csel, w->bc_n, w->Csr, p->N, tn);
+            w->Bsel = w->Bsr, w->Csel = w->Csr;
+            w->bc_t = p->N, w->bc_n = 1;
+        }
         return;
     }
     int64_t N = p->N;
@@ -726,7 +777,8 @@ static inline __attribute__((always_inline)) void add_row_sums16(const float *m,
 #if LANES != 16
 #error "sum_lanes assumes 16 lanes"
 #endif
-VECTOR_CLONES static void sum_lanes(const float *restrict v, float *restrict sums, int64_t count) {
+static inline __attribute__((always_inline)) void sum_lanes(const float *restrict v, float *restrict sums,
+                                                          int64_t count) {
     int64_t k = 0;
     for (; k + 16 <= count; k += 16) add_row_sums16(v + k * LANES, sums + k);
     for (; k < count; k++) {
@@ -739,10 +791,12 @@ VECTOR_CLONES static void sum_lanes(const float *restrict v, float *restrict sum
 /* Real A: backward through one chunk of tn steps.  xs holds (tn + 1, N, LANES) states: xs[0]
  * before the first step (before any reset), xs[t + 1] after step t.  g (N, LANES) is dL/dx after
  * the chunk on entry and before it on return.  Per-lane outputs go to w->du and w->ddelta
- * (softplus' applied), and the per-lane accumulators; selective dB, dC go per lane to w->hb, w->hc
- * (tn, N, LANES), summed over the lanes afterwards by sum_lanes. */
+ * (softplus' applied), and the per-lane accumulators; selective dB, dC of step t go per lane to
+ * w->hb, w->hc (N, LANES), L1-resident, and are summed over the lanes into dBs, dCs (tn, N) right
+ * after the step.  has_reset = 0 (no seq_idx) drops the reset mask from the inner loop. */
 static inline __attribute__((always_inline)) void backward_real_body(
-    workspace *w, int tn, const float *restrict dskip, const int selective) {
+    workspace *w, int tn, const float *restrict dskip, const int selective, const int has_reset,
+    float *restrict dBs, float *restrict dCs) {
     const int64_t N = w->N, NW = N * LANES;
     /* everything the loops touch, in locals: stores through one pointer then cannot make the
      * compiler reload the others */
@@ -757,8 +811,8 @@ static inline __attribute__((always_inline)) void backward_real_body(
         const float *restrict dyp = w->dyp + t * LANES;
         const float *restrict xt = xs + (t + 1) * NW, *restrict xp = xs + t * NW;
         const float *restrict at = as + t * NW;
-        float *restrict hbt = hb + t * NW, *restrict hct = hc + t * NW;
-        const float keep = w->reset[t] ? 0.0f : 1.0f;
+        float *restrict hbt = hb, *restrict hct = hc;
+        const float keep = has_reset && w->reset[t] ? 0.0f : 1.0f;
         float sBu[LANES] = {0}, sAa[LANES] = {0};
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = n * LANES;
@@ -784,6 +838,10 @@ static inline __attribute__((always_inline)) void backward_real_body(
                 g[o + l] = keep * a * gg;                  /* dL/dx_{t-1} */
             }
         }
+        if (selective) {   /* the lanes' shares of dB, dC summed over the block */
+            sum_lanes(hbt, dBs + (int64_t)t * N, N);
+            sum_lanes(hct, dCs + (int64_t)t * N, N);
+        }
         float *restrict du = w->du + t * LANES, *restrict dd = w->ddelta + t * LANES;
         const float *restrict u = w->u + t * LANES, *restrict spd = w->dspd + t * LANES;
 #pragma omp simd
@@ -793,9 +851,12 @@ static inline __attribute__((always_inline)) void backward_real_body(
         }
     }
 }
-VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int tn, const float *dskip) {
-    if (selective) backward_real_body(w, tn, dskip, 1);
-    else backward_real_body(w, tn, dskip, 0);
+VECTOR_CLONES static void chunk_backward_real(workspace *w, int selective, int has_reset, int tn,
+                                             const float *dskip, float *dBs, float *dCs) {
+    if (selective && has_reset) backward_real_body(w, tn, dskip, 1, 1, dBs, dCs);
+    else if (selective) backward_real_body(w, tn, dskip, 1, 0, dBs, dCs);
+    else if (has_reset) backward_real_body(w, tn, dskip, 0, 1, NULL, NULL);
+    else backward_real_body(w, tn, dskip, 0, 0, NULL, NULL);
 }
 
 /* Complex A, B, C: the same with g = dL/dRe x + i dL/dIm x; a product w = a x passes conj(a) g to
@@ -874,14 +935,20 @@ static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t 
     const int64_t nck = (L + T - 1) / T;
     load_block_params(s, w, d0, nd);
     load_state(s, w, b, d0, nd);
-    /* pass 1: the forward, keeping the state at every chunk start and the packed steps */
+    /* pass 1: the forward, keeping the state at every chunk start and the packed steps.  The
+     * steps of the whole sequence are packed first, one input tensor after the other: in the bdl
+     * layout that reads 16 rows at a time sequentially (not 48 interleaved streams). */
+    const int64_t piece = T * (T < (1 << 20) ? (1 << 20) / T : 1);   /* int indices inside */
+    for (int64_t t0 = 0; t0 < L; t0 += piece) {
+        ws_view_chunk(w, t0 / T);
+        pack_steps(s, w, b, d0, nd, t0, (int)(L - t0 < piece ? L - t0 : piece), 1);
+    }
     for (int64_t c = 0; c < nck; c++) {
         int64_t t0 = c * T;
         int tn = (int)(L - t0 < T ? L - t0 : T);
         memcpy(w->ckr + c * NW, w->xr, (size_t)NW * sizeof(float));
         if (cplx) memcpy(w->cki + c * NW, w->xi, (size_t)NW * sizeof(float));
         ws_view_chunk(w, c);
-        pack_steps(s, w, b, d0, nd, t0, tn, 1);
         pack_bc(s, w, b, g, t0, tn);
         if (w->keep_all_a) chunk_forward_keep_a(w, selective, tn);
         else chunk_forward(s, w, tn, NULL, NULL, NULL);
@@ -906,6 +973,8 @@ static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t 
     }
     float dskip[LANES] = {0}, dD_acc[LANES] = {0}, dbias_acc[LANES] = {0};
     for (int l = 0; l < nd; l++) dskip[l] = p->D_skip ? p->D_skip[d0 + l] : 0;
+    for (int64_t t0 = 0; t0 < L; t0 += piece)   /* dy of the whole sequence */
+        gather_lanes(p, dy, w->base_dyp + t0 * LANES, b, d0, nd, t0, (int)(L - t0 < piece ? L - t0 : piece));
     for (int64_t c = nck - 1; c >= 0; c--) {
         int64_t t0 = c * T;
         int tn = (int)(L - t0 < T ? L - t0 : T);
@@ -921,34 +990,32 @@ static void block_backward(const scan_plan *s, workspace *w, int64_t b, int64_t 
             chunk_recompute_real(w, selective, tn, w->ypre, w->xsr);
         }
         /* the gate: out = (ypre + D u) silu(z) */
-        gather_lanes(p, dy, w->dyp, b, d0, nd, t0, tn);
         chunk_gate_backward(w->dyp, w->out, w->ypre, w->u, p->z ? w->z : NULL, dskip, dD_acc, tn);
-        if (gr->dz) {
-            if (!p->z) memset(w->out, 0, (size_t)(tn * LANES) * sizeof(float));
-            scatter_lanes(p, w->out, gr->dz, b, d0, nd, t0, tn);
-        }
-        if (selective) {
-            memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
-            memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
-        }
         if (cplx) {
-            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
-        } else {
-            chunk_backward_real(w, selective, tn, dskip);
-            if (selective) {   /* the lanes' shares of dB, dC summed over the block */
-                sum_lanes(w->hb, dBs, tn * N);
-                sum_lanes(w->hc, dCs, tn * N);
+            if (selective) {
+                memset(dBs, 0, (size_t)(T * N * cf) * sizeof(float));
+                memset(dCs, 0, (size_t)(T * N * cf) * sizeof(float));
             }
+            chunk_backward_complex(w, selective, tn, dskip, dBs, dCs);
+            if (selective)
+                for (int64_t i = 0; i < tn * N * cf; i++) {
+                    sB[t0 * N * cf + i] += dBs[i];
+                    sC[t0 * N * cf + i] += dCs[i];
+                }
+        } else {   /* selective dB, dC: the lanes' sums added straight into the item's slab */
+            chunk_backward_real(w, selective, p->seq_idx != NULL, tn, dskip,
+                                selective ? sB + t0 * N : NULL, selective ? sC + t0 * N : NULL);
         }
-        if (gr->du) scatter_lanes(p, w->du, gr->du, b, d0, nd, t0, tn);
-        if (gr->ddelta) scatter_lanes(p, w->ddelta, gr->ddelta, b, d0, nd, t0, tn);
         for (int t = 0; t < tn; t++)
             for (int l = 0; l < LANES; l++) dbias_acc[l] += w->ddelta[t * LANES + l];
-        if (selective)
-            for (int64_t i = 0; i < tn * N * cf; i++) {
-                sB[t0 * N * cf + i] += dBs[i];
-                sC[t0 * N * cf + i] += dCs[i];
-            }
+    }
+    /* dz, du, ddelta of the whole sequence, one tensor after the other */
+    if (gr->dz && !p->z) memset(w->base_out, 0, (size_t)(L * LANES) * sizeof(float));
+    for (int64_t t0 = 0; t0 < L; t0 += piece) {
+        int tn = (int)(L - t0 < piece ? L - t0 : piece);
+        if (gr->dz) scatter_lanes(p, w->base_out + t0 * LANES, gr->dz, b, d0, nd, t0, tn);
+        if (gr->du) scatter_lanes(p, w->base_du + t0 * LANES, gr->du, b, d0, nd, t0, tn);
+        if (gr->ddelta) scatter_lanes(p, w->base_ddelta + t0 * LANES, gr->ddelta, b, d0, nd, t0, tn);
     }
     /* the block's per-lane accumulators; dh0 */
     for (int l = 0; l < nd; l++) {
@@ -1041,21 +1108,30 @@ void selective_scan_backward(const ssm_scan_params *p, const float *dy, const fl
             if (gr->dC) gr->dC[i] = aC;
         }
     } else {
-        /* dB[b, t, g, n] = the sum over the runs of group g, scattered through bc_strides */
+        /* dB[b, t, g, n] = the sum over the runs of group g (0 + run 0 + run 1 + ..., elementwise
+         * over the slabs, so the loops are contiguous), scattered through bc_strides */
+        const int64_t slab = L * N * cf;
+        float *aB = alloc_floats(slab), *aC = alloc_floats(slab);
         for (int64_t b = 0; b < batch; b++)
-            for (int64_t g = 0; g < G; g++)
+            for (int64_t g = 0; g < G; g++) {
+                memset(aB, 0, (size_t)slab * sizeof(float));
+                memset(aC, 0, (size_t)slab * sizeof(float));
+                for (int64_t r = 0; r < runs; r++) {
+                    const float *sB = pg.sB + ((b * G + g) * runs + r) * slab;
+                    const float *sC = pg.sC + ((b * G + g) * runs + r) * slab;
+                    for (int64_t i = 0; i < slab; i++) aB[i] += sB[i], aC[i] += sC[i];
+                }
                 for (int64_t t = 0; t < L; t++)
-                    for (int64_t n = 0; n < N; n++)
+                    for (int64_t n = 0; n < N; n++) {
+                        int64_t k = bc_sel_at(p, b, t, g, n);
                         for (int c = 0; c < cf; c++) {
-                            float aB = 0, aC = 0;
-                            for (int64_t r = 0; r < runs; r++) {
-                                int64_t o = (((b * G + g) * runs + r) * L + t) * N * cf + n * cf + c;
-                                aB += pg.sB[o], aC += pg.sC[o];
-                            }
-                            int64_t k = bc_sel_at(p, b, t, g, n);
-                            if (gr->dB) gr->dB[cf * k + c] = aB;
-                            if (gr->dC) gr->dC[cf * k + c] = aC;
+                            if (gr->dB) gr->dB[cf * k + c] = aB[(t * N + n) * cf + c];
+                            if (gr->dC) gr->dC[cf * k + c] = aC[(t * N + n) * cf + c];
                         }
+                    }
+            }
+        free(aB);
+        free(aC);
     }
     free(pg.dA); free(pg.dD); free(pg.dbias); free(pg.dB); free(pg.dC); free(pg.sB); free(pg.sC);
 }

@@ -427,6 +427,15 @@ int main(void) {
         c.cplx = 1, c.G = 1, c.L = 70;
         check_backward_vs_reference(c);
     }
+    /* bdl with N over 16 and chunks not a multiple of 16 steps: B, C packed by 16 x 16 tiles
+     * plus the leftover steps and states */
+    config bdl17 = {1, 100, 20, 17, 1, 0, 1, 1, 1, 1, 1, 0, 1};
+    check_forward(bdl17);
+    check_backward_vs_reference(bdl17);
+    /* bdl with runs of several blocks (18 per group, 16 runs) and two groups: the B, C packed
+     * once per (b, g) are reused by the next block of a run and repacked for the next group */
+    config runs = {2, 70, 2 * 288, 3, 2, 0, 1, 1, 1, 1, 1, 0, 1};
+    check_backward_vs_reference(runs);
     config bigN = {1, 130, 3, 1100, 1, 0, 1, 1, 1, 1, 1, 1, 0};   /* N > 1024: a shorter chunk */
     check_backward_vs_reference(bigN);
     config longLN = {1, 2000, 3, 300, 1, 0, 1, 1, 1, 1, 1, 1, 0};  /* decays over 32 MiB: recomputed */
