@@ -33,7 +33,8 @@ static const char *usage =
     "      --dtype T       f32 | f64 for the tensors written (default: that of the input)\n"
     "      --measure       plan the FFTs with FFTW_MEASURE (slower start, faster transforms)\n"
     "      --layer PREFIX  the SSM is a checkpoint's S4D layer: PREFIX.{log_dt, A_real_log, A_imag,\n"
-    "                      B, C, D} (e.g. layers.0.ssm)\n"
+    "                      B, C, D} (e.g. layers.0.ssm); a stream with no A and exactly one such\n"
+    "                      layer (ssm-tensor pick 'layers.2.*' < ckpt) uses it without --layer\n"
     "\n"
     "Common options:\n"
     "  -o, --output FILE   write the stream to FILE (default stdout; '-' is stdout)\n"
@@ -72,9 +73,15 @@ static int in_list(const char *name, const char *const *list) {
         if (strcmp(name, list[i]) == 0) return 1;
     return 0;
 }
+/* "PREFIX.log_dt" etc.: a tensor that may belong to a checkpoint's S4D layer. */
+static int layer_suffix(const char *name) {
+    const char *dot = strrchr(name, '.');
+    return dot && dot != name && in_list(dot + 1, layer_names);
+}
 static int want(const char *name, void *ctx) {
     const options *o = ctx;
-    if (!o->layer) return in_list(name, wanted_names);
+    /* without --layer, S4D layer tensors are kept too, in case the stream is a picked layer */
+    if (!o->layer) return in_list(name, wanted_names) || layer_suffix(name);
     size_t n = strlen(o->layer);
     if (strncmp(name, o->layer, n) == 0 && name[n] == '.' && in_list(name + n + 1, layer_names)) return 1;
     return in_list(name, conv_names);
@@ -436,6 +443,28 @@ int main(int argc, char **argv) {
      * not written out; the layer's own tensors pass back unchanged) */
     ssm_tensor_set lset, *params = &set;
     ssm_set_init(&lset);
+    if (!o.layer && !ssm_set_get(&set, "A") && !ssm_set_get(&set, "Lambda") && !ssm_set_get(&set, "Abar") &&
+        !ssm_set_get(&set, "K")) {
+        /* no SSM under the usual names: a stream holding exactly one checkpoint S4D layer
+         * (ssm-tensor pick 'layers.2.*' < ckpt) is used as if --layer named it */
+        static char prefix[512];
+        int found = 0;
+        char several[1024] = "";
+        for (int i = 0; i < set.n; i++) {
+            const char *nm = set.items[i]->name;
+            size_t len = strlen(nm);
+            if (len > 7 && strcmp(nm + len - 7, ".log_dt") == 0 && len - 7 < sizeof prefix) {
+                if (found++ == 0) snprintf(prefix, sizeof prefix, "%.*s", (int)(len - 7), nm);
+                size_t k = strlen(several);
+                snprintf(several + k, sizeof several - k, "%s%.*s", k ? ", " : "", (int)(len - 7), nm);
+            }
+        }
+        if (found > 1) ssm_usage_error("the stream holds %d S4D layers (%s): choose one with --layer", found, several);
+        if (found == 1) {
+            o.layer = prefix;
+            ssm_info("using the S4D layer '%s' (as --layer %s)", prefix, prefix);
+        }
+    }
     if (o.layer) {
         layer_to_diag(&set, o.layer, &lset);
         params = &lset;

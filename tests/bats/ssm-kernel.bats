@@ -235,3 +235,17 @@ PY
     [ "$status" -eq 1 ]
     [[ "$output" == "ssm-kernel: missing tensor 'layers.1.ssm.log_dt'"* ]]
 }
+
+@test "a layer picked from an ssm-train checkpoint gives its kernel without --layer; several layers need --layer" {
+    ssm-train --model s4d --task selective-copy --d-model 8 --n-layers 2 --d-state 8 --steps 1 --batch 2 -o "$TMP/ck.ssm" 2>/dev/null
+    ssm-tensor pick 'layers.1.*' < "$TMP/ck.ssm" | ssm-kernel -L 256 > "$TMP/auto.ssm"
+    ssm-kernel --layer layers.1.ssm -L 256 < "$TMP/ck.ssm" > "$TMP/named.ssm"
+    ssm-tensor pick K < "$TMP/auto.ssm" > "$TMP/k1"
+    ssm-tensor pick K < "$TMP/named.ssm" > "$TMP/k2"
+    ssm-tensor diff --exact "$TMP/k1" "$TMP/k2"
+    run ssm-tensor info "$TMP/k1"
+    [[ "$output" == *"K "*"f32 [8, 256]"* ]]
+    run sh -c "ssm-kernel -L 256 '$TMP/ck.ssm' > /dev/null"
+    [ "$status" -eq 2 ]
+    [[ "${lines[0]}" == *"S4D layers"*"--layer"* ]]
+}
