@@ -1,7 +1,8 @@
 /* ssm-kernel - the convolution kernel K (H, L) of an SSM three ways (naive, vandermonde, cauchy),
  * the FFT convolution y = K * u + D u, and the gradients of both.  Only argument handling and
  * wiring live here; the math is in kernels/ (ssm_kernel.h) and, for re-discretizing at a new dt,
- * libcommon/discretize.h.  Tensor names: man/ssm-kernel.1 (TENSORS). */
+ * libcommon/discretize.h; --device cuda runs the --apply convolution with kernels/ssm_kernel_cuda.cu.
+ * Tensor names: man/ssm-kernel.1 (TENSORS). */
 #include <complex.h>
 #include <getopt.h>
 #include <math.h>
@@ -11,8 +12,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "device.h"
 #include "discretize.h"
 #include "ssm_kernel.h"
+#ifdef SSM_HAVE_CUDA
+#include "ssm_kernel_cuda.h"
+#endif
 
 static const char *usage =
     "Usage: ssm-kernel -L N [OPTIONS] [FILE...]             (kernel K of the SSM on the stream)\n"
@@ -31,6 +36,8 @@ static const char *usage =
     "      --backward      read dK (or u and dy) and write the gradients dlog_dt, dA, dB, dC\n"
     "                      (complex diagonal ZOH form) and du, dK, dK2, dD (convolution)\n"
     "      --dtype T       f32 | f64 for the tensors written (default: that of the input)\n"
+    "      --device cpu|cuda  with --apply: the convolution on the CPU [default] or an NVIDIA\n"
+    "                      GPU (cuFFT, float32); the kernel K is computed on the CPU\n"
     "      --measure       plan the FFTs with FFTW_MEASURE (slower start, faster transforms)\n"
     "      --layer PREFIX  the SSM is a checkpoint's S4D layer: PREFIX.{log_dt, A_real_log, A_imag,\n"
     "                      B, C, D} (e.g. layers.0.ssm); a stream with no A and exactly one such\n"
@@ -52,6 +59,7 @@ static const char *const form_names[] = {"none", "dense", "diag", "dplr"};
 typedef struct {
     int64_t L;
     int method, apply, bidirectional, backward, dtype, measure;
+    ssm_device device;       /* --device: where the --apply convolution runs */
     double dt, rate;
     int have_dt, have_rate;
     const char *layer;       /* --layer PREFIX: an S4D layer of a checkpoint */
@@ -377,7 +385,7 @@ static void s4d_backward(ssm_input *s, const options *o, const double *dK, ssm_t
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
-enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_RATE, OPT_APPLY, OPT_BIDIR, OPT_BACKWARD, OPT_DTYPE, OPT_MEASURE, OPT_LAYER };
+enum { OPT_DT = SSM_OPT_TOOL_FIRST, OPT_RATE, OPT_APPLY, OPT_BIDIR, OPT_BACKWARD, OPT_DTYPE, OPT_MEASURE, OPT_LAYER, OPT_DEVICE };
 
 static void parse(int argc, char **argv, options *o, int *first) {
     static struct option opts[] = {
@@ -386,7 +394,8 @@ static void parse(int argc, char **argv, options *o, int *first) {
         {"dt", required_argument, 0, OPT_DT},    {"rate", required_argument, 0, OPT_RATE},
         {"apply", no_argument, 0, OPT_APPLY},    {"bidirectional", no_argument, 0, OPT_BIDIR},
         {"backward", no_argument, 0, OPT_BACKWARD}, {"dtype", required_argument, 0, OPT_DTYPE},
-        {"measure", no_argument, 0, OPT_MEASURE}, {"layer", required_argument, 0, OPT_LAYER}, {0, 0, 0, 0}};
+        {"measure", no_argument, 0, OPT_MEASURE}, {"layer", required_argument, 0, OPT_LAYER},
+        {"device", required_argument, 0, OPT_DEVICE}, {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->L = -1;
     int c;
@@ -412,6 +421,7 @@ static void parse(int argc, char **argv, options *o, int *first) {
             else ssm_usage_error("--dtype: expected f32 or f64, got '%s'", optarg);
             break;
         case OPT_MEASURE: o->measure = 1; break;
+        case OPT_DEVICE: o->device = ssm_parse_device(optarg); break;
         case OPT_LAYER:
             if (!*optarg || strlen(optarg) > 400) ssm_usage_error("--layer: expected a tensor name prefix such as layers.0.ssm");
             o->layer = optarg;
@@ -420,8 +430,29 @@ static void parse(int argc, char **argv, options *o, int *first) {
         }
     }
     if (o->bidirectional && !o->apply && !o->backward) ssm_usage_error("--bidirectional: only with --apply or --backward");
+    if (o->device == SSM_DEVICE_CUDA && (!o->apply || o->backward || o->bidirectional))
+        ssm_usage_error("--device cuda: only the --apply convolution runs on the GPU so far (not --backward, "
+                        "--bidirectional or the kernel alone)");
+#ifdef SSM_HAVE_CUDA
+    if (o->device == SSM_DEVICE_CUDA) ssm_dev_require_cuda();   /* before reading any input */
+#endif
     *first = optind;
 }
+
+#ifdef SSM_HAVE_CUDA
+/* y = causal_conv(u, K) + D u on the GPU: u, y (batch, H, L); K (H, L); D (H) or NULL; float32. */
+static void conv_forward_cuda(int64_t batch, int64_t H, int64_t L, const float *u, const float *K,
+                              const float *D, float *y) {
+    size_t nx = sizeof(float) * (size_t)(batch * H * L);
+    const float *du = ssm_dev_upload("u", u, nx);
+    const float *dK = ssm_dev_upload("K", K, sizeof(float) * (size_t)(H * L));
+    const float *dD = ssm_dev_upload("D", D, sizeof(float) * (size_t)H);
+    float *dy = ssm_dev_alloc("y", nx);
+    ssm_dev_check("FFT convolution", fft_conv_forward_cuda(batch, H, L, du, dK, dD, dy, NULL));
+    ssm_dev_download("y", y, dy, nx);
+    ssm_dev_free_all();
+}
+#endif
 
 /* kept in a global so that an error exit (ssm_die) leaves it reachable, not leaked */
 static ssm_reader *input_reader;
@@ -557,6 +588,8 @@ int main(int argc, char **argv) {
         ssm_tensor *du = dy ? ssm_tensor_new("du", conv_dtype, 3, u->dims) : NULL;
         double *dK = dy ? ssm_xcalloc((size_t)(2 * nk + 1), sizeof(double)) : NULL;   /* dK, then dK2 */
         double *dD = dy ? ssm_xcalloc((size_t)(Hu + 1), sizeof(double)) : NULL;
+        if (o.device == SSM_DEVICE_CUDA && conv_dtype != SSM_F32)
+            ssm_die("--device cuda: the GPU convolution is float32, u is %s (add --dtype f32)", ssm_dtype_name(u->dtype));
         if (conv_dtype == SSM_F32) {
             float *u32 = u->dtype == SSM_F32 ? u->data : ssm_as_f32(u, 1);
             float *dy32 = !dy ? NULL : dy->dtype == SSM_F32 ? dy->data : ssm_as_f32(dy, 1);
@@ -564,6 +597,10 @@ int main(int argc, char **argv) {
             float *K232 = K2c ? K32 + nk : NULL;
             for (int64_t i = 0; i < nk; i++) { K32[i] = (float)Kc[i]; if (K232) K232[i] = (float)K2c[i]; }
             for (int64_t h = 0; h < Hu; h++) D32[h] = D ? (float)D[h] : 0;
+#ifdef SSM_HAVE_CUDA
+            if (y && o.device == SSM_DEVICE_CUDA) conv_forward_cuda(batch, Hu, o.L, u32, K32, D ? D32 : NULL, y->data);
+            else
+#endif
             if (y) fft_conv_forward_f32(batch, Hu, o.L, u32, K32, K232, D ? D32 : NULL, y->data);
             if (dy) {
                 float *g = ssm_xmalloc(sizeof(float) * (size_t)(2 * nk + Hu + 1));

@@ -1,6 +1,7 @@
 /* ssm-scan - Mamba's selective scan (and the time-invariant diagonal recurrence) on a tensor
  * stream, forward or backward.  Argument handling and wiring only: the math is in
- * kernels/selective_scan.c (float32) and kernels/selective_scan_ref.c (--reference, double).
+ * kernels/selective_scan.c (float32), kernels/selective_scan_ref.c (--reference, double) and
+ * kernels/selective_scan_cuda.cu (--device cuda, float32 on the GPU).
  *
  * Reads u, delta, A, B, C and optional D, z, delta_bias, h0, seq_idx (or lengths); writes y and the
  * final state h.  --backward also reads dy (and optional dh) and writes the gradients.  The inputs
@@ -15,7 +16,11 @@
 #include <string.h>
 
 #include "cli.h"
+#include "device.h"
 #include "selective_scan.h"
+#ifdef SSM_HAVE_CUDA
+#include "selective_scan_cuda.h"
+#endif
 
 static const char *usage =
     "Usage: ssm-scan [OPTIONS] [FILE...]\n"
@@ -30,12 +35,13 @@ static const char *usage =
     "                        ddelta_bias, dh0 (instead of y and h)\n"
     "      --chunk N         backward: time steps recomputed per chunk (default 64)\n"
     "      --reference       use the plain double reference (slow; f64 outputs)\n"
+    "      --device cpu|cuda run on the CPU [default] or an NVIDIA GPU (float32)\n"
     "  -o, --output FILE     write the stream to FILE (default stdout)\n"
     "      --threads N       threads (default: all cores);  --level N  compression 0..9\n"
     "  -q, --quiet  -v, --verbose  -h, --help  --version\n"
     "FILE '-' or no FILE reads stdin.  Exit status: 0 ok, 1 data error, 2 usage error.\n";
 
-enum { OPT_LAYOUT = SSM_OPT_TOOL_FIRST, OPT_SOFTPLUS, OPT_BACKWARD, OPT_CHUNK, OPT_REFERENCE };
+enum { OPT_LAYOUT = SSM_OPT_TOOL_FIRST, OPT_SOFTPLUS, OPT_BACKWARD, OPT_CHUNK, OPT_REFERENCE, OPT_DEVICE };
 
 /* The tensors this tool reads (kept and written back) and the ones it replaces. */
 static const char *input_names[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0",
@@ -120,6 +126,54 @@ static void keep_real_part(float *f, double *d, int64_t n) {
     }
 }
 
+#ifdef SSM_HAVE_CUDA
+/* ---- --device cuda: copy in, run kernels/selective_scan_cuda.cu, copy out ------------------
+ * Sizes in floats: nx = batch*L*D (u, delta, z, y), nA = A's, nbc = B's (= C's), nh = h0's. */
+typedef struct { int64_t nx, nA, nbc, nh; } scan_sizes;
+
+static ssm_scan_params params_on_gpu(const ssm_scan_params *p, scan_sizes n) {
+    ssm_scan_params d = *p;
+    size_t f = sizeof(float);
+    d.u = ssm_dev_upload("u", p->u, n.nx * f);
+    d.delta = ssm_dev_upload("delta", p->delta, n.nx * f);
+    d.z = ssm_dev_upload("z", p->z, n.nx * f);
+    d.A = ssm_dev_upload("A", p->A, n.nA * f);
+    d.B = ssm_dev_upload("B", p->B, n.nbc * f);
+    d.C = ssm_dev_upload("C", p->C, n.nbc * f);
+    d.D_skip = ssm_dev_upload("D", p->D_skip, p->D * f);
+    d.delta_bias = ssm_dev_upload("delta_bias", p->delta_bias, p->D * f);
+    d.h0 = ssm_dev_upload("h0", p->h0, n.nh * f);
+    d.seq_idx = ssm_dev_upload("seq_idx", p->seq_idx, p->batch * p->L * sizeof(int32_t));
+    return d;
+}
+
+static void forward_cuda(const ssm_scan_params *p, scan_sizes n, float *y, float *h) {
+    ssm_scan_params d = params_on_gpu(p, n);
+    float *dy = ssm_dev_alloc("y", n.nx * sizeof(float)), *dh = ssm_dev_alloc("h", n.nh * sizeof(float));
+    ssm_dev_check("selective scan forward", selective_scan_cuda_forward(&d, SSM_CUDA_F32, dy, dh, NULL));
+    ssm_dev_download("y", y, dy, n.nx * sizeof(float));
+    ssm_dev_download("h", h, dh, n.nh * sizeof(float));
+    ssm_dev_free_all();
+}
+
+/* g holds host buffers (NULL where absent) of the sizes in `sizes` (floats, the order of
+ * ssm_scan_grads). */
+static void backward_cuda(const ssm_scan_params *p, scan_sizes n, const float *dy, const float *dh,
+                          const ssm_scan_grads *g, const int64_t sizes[9], const char *const names[9]) {
+    ssm_scan_params d = params_on_gpu(p, n);
+    const float *ddy = ssm_dev_upload("dy", dy, n.nx * sizeof(float));
+    const float *ddh = ssm_dev_upload("dh", dh, n.nh * sizeof(float));
+    float *host[9] = {g->du, g->ddelta, g->dA, g->dB, g->dC, g->dD_skip, g->dz, g->ddelta_bias, g->dh0};
+    float *dev[9];
+    for (int k = 0; k < 9; k++) dev[k] = host[k] ? ssm_dev_alloc(names[k], sizes[k] * sizeof(float)) : NULL;
+    ssm_scan_grads dg = {dev[0], dev[1], dev[2], dev[3], dev[4], dev[5], dev[6], dev[7], dev[8]};
+    ssm_dev_check("selective scan backward", selective_scan_cuda_backward(&d, SSM_CUDA_F32, ddy, ddh, &dg, NULL));
+    for (int k = 0; k < 9; k++)
+        if (host[k]) ssm_dev_download(names[k], host[k], dev[k], sizes[k] * sizeof(float));
+    ssm_dev_free_all();
+}
+#endif
+
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-scan", usage);
     static struct option opts[] = {
@@ -129,8 +183,10 @@ int main(int argc, char **argv) {
         {"backward", no_argument, 0, OPT_BACKWARD},
         {"chunk", required_argument, 0, OPT_CHUNK},
         {"reference", no_argument, 0, OPT_REFERENCE},
+        {"device", required_argument, 0, OPT_DEVICE},
         {0, 0, 0, 0}};
     int bld = 0, softplus = 0, backward = 0, reference = 0, chunk = 0, c;
+    ssm_device device = SSM_DEVICE_CPU;
     while ((c = getopt_long(argc, argv, SSM_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         if (ssm_cli_common_option(c, optarg)) continue;
         switch (c) {
@@ -143,9 +199,15 @@ int main(int argc, char **argv) {
         case OPT_BACKWARD: backward = 1; break;
         case OPT_CHUNK: chunk = (int)ssm_parse_int("--chunk", optarg, 1, 1 << 20); break;
         case OPT_REFERENCE: reference = 1; break;
+        case OPT_DEVICE: device = ssm_parse_device(optarg); break;
         default: ssm_usage_error("unknown option");
         }
     }
+
+    if (device == SSM_DEVICE_CUDA && reference) ssm_usage_error("--reference: runs on the CPU only, not with --device cuda");
+#ifdef SSM_HAVE_CUDA
+    if (device == SSM_DEVICE_CUDA) ssm_dev_require_cuda();   /* before reading any input */
+#endif
 
     /* read: collect our tensors, pass the others through as they arrive */
     ssm_writer *out = ssm_cli_open_output(ssm_cli.output);
@@ -272,7 +334,10 @@ int main(int argc, char **argv) {
 
     int out_dtype = (reference || u->dtype == SSM_F64) ? SSM_F64 : SSM_F32;
     int cf = cplx ? 2 : 1;
-    int64_t nx = batch * L * D, nh = batch * D * N;
+    int64_t nx = batch * L * D, nh = batch * D * N, nbc = ssm_tensor_numel(BC[0]) * cf;
+#ifdef SSM_HAVE_CUDA
+    scan_sizes gpu_sizes = {nx, D * N * cf, nbc, nh * cf};
+#endif
     ssm_tensor *result[16];
     int nres = 0;
     if (!backward) {
@@ -284,7 +349,11 @@ int main(int argc, char **argv) {
             free(y); free(h);
         } else {
             float *y = ssm_xmalloc((size_t)(nx ? nx : 1) * sizeof(float)), *h = ssm_xmalloc((size_t)(nh ? nh : 1) * cf * sizeof(float));
-            selective_scan_forward(&p, y, h);
+#ifdef SSM_HAVE_CUDA
+            if (device == SSM_DEVICE_CUDA) forward_cuda(&p, gpu_sizes, y, h);
+            else
+#endif
+                selective_scan_forward(&p, y, h);
             result[nres++] = make_output("y", out_dtype, 0, 3, u->dims, y, NULL);
             result[nres++] = make_output("h", out_dtype, cplx, 3, h_dims, h, NULL);
             free(y); free(h);
@@ -297,7 +366,7 @@ int main(int argc, char **argv) {
         ssm_require_shape(dy, 3, u->dims);
         ssm_tensor *dh = ssm_set_get(&set, "dh");
         if (dh) { require_float_or_complex(dh, cplx); ssm_require_shape(dh, 3, h_dims); }
-        int64_t nbc = ssm_tensor_numel(BC[0]) * cf, nA = D * N * cf;
+        int64_t nA = D * N * cf;
         /* gradients: float or double buffers by mode */
         int64_t sizes[9] = {nx, nx, nA, nbc, nbc, D, nx, D, nh * cf};
         const char *names[9] = {"du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias", "dh0"};
@@ -322,7 +391,11 @@ int main(int argc, char **argv) {
         } else {
             float *fdy = load_real(dy), *fdh = dh ? load_params(dh, cplx) : NULL;
             ssm_scan_grads g = {gf[0], gf[1], gf[2], gf[3], gf[4], gf[5], gf[6], gf[7], gf[8]};
-            selective_scan_backward(&p, fdy, fdh, &g);
+#ifdef SSM_HAVE_CUDA
+            if (device == SSM_DEVICE_CUDA) backward_cuda(&p, gpu_sizes, fdy, fdh, &g, sizes, names);
+            else
+#endif
+                selective_scan_backward(&p, fdy, fdh, &g);
             free(fdy); free(fdh);
         }
         for (int k = 0; k < 9; k++) {

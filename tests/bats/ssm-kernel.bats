@@ -249,3 +249,38 @@ PY
     [ "$status" -eq 2 ]
     [[ "${lines[0]}" == *"S4D layers"*"--layer"* ]]
 }
+
+# --device: the build has CUDA when the tool links libcudart (make with nvcc present, no NO_CUDA)
+cuda_build() { ldd "$(command -v ssm-kernel)" 2>/dev/null | grep -q libcudart; }
+
+@test "--device: cpu is the default; cuda only with --apply; bad values are usage errors" {
+    python3 "$MK" make K:f32:3x64:randn u:f32:1x3x64:randn D:f32:3:randn > "$TMP/in"
+    ssm-kernel --apply "$TMP/in" > "$TMP/a"
+    ssm-kernel --apply --device cpu "$TMP/in" > "$TMP/b"
+    cmp "$TMP/a" "$TMP/b"
+    run ssm-kernel --apply --device tpu "$TMP/in"
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-kernel: --device: expected cpu or cuda, got 'tpu'" ]
+    for flags in "-L 8" "--apply --backward" "--apply --bidirectional"; do
+        run ssm-kernel $flags --device cuda "$TMP/in"
+        [ "$status" -eq 2 ]
+        [[ "${lines[0]}" == "ssm-kernel: --device cuda: "* ]]
+    done
+}
+
+@test "--device cuda in a build without CUDA: usage error naming the rebuild" {
+    cuda_build && skip "this build has CUDA"
+    run ssm-kernel --apply --device cuda < /dev/null
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-kernel: --device cuda: this build has no CUDA support (rebuild with nvcc installed)" ]
+}
+
+@test "--device cuda with CUDA built but no usable GPU: one line naming the CUDA error, exit 1" {
+    cuda_build || skip "this build has no CUDA"
+    nvidia-smi -L > /dev/null 2>&1 && skip "a GPU is present (tests/cuda/tools.sh checks it)"
+    python3 "$MK" make K:f32:3x64:randn u:f32:1x3x64:randn > "$TMP/in"
+    run ssm-kernel --apply --device cuda "$TMP/in"
+    [ "$status" -eq 1 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == "ssm-kernel: --device cuda: "?* ]]
+}

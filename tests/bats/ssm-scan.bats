@@ -233,3 +233,39 @@ EOF
     run $PY "$REF" check --only du,ddelta,dA,dB,dC,dD,dz,dh0 "$T/direct.ssm" "$T/bwd.ssm"
     [ "$status" -eq 0 ]
 }
+
+# --device: the build has CUDA when the tool links libcudart (make with nvcc present, no NO_CUDA)
+cuda_build() { ldd "$(command -v ssm-scan)" 2>/dev/null | grep -q libcudart; }
+
+@test "--device cpu is the default; an unknown device is a usage error" {
+    $PY "$REF" write "$T/in.ssm" $GOOD
+    ssm-scan "$T/in.ssm" > "$T/a.ssm"
+    ssm-scan --device cpu "$T/in.ssm" > "$T/b.ssm"
+    cmp "$T/a.ssm" "$T/b.ssm"
+    run ssm-scan --device gpu
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-scan: --device: expected cpu or cuda, got 'gpu'" ]
+    run ssm-scan --device cuda --reference
+    [ "$status" -eq 2 ]
+    cuda_build || return 0   # without CUDA, --device cuda itself is the error
+    [[ "${lines[0]}" == *"--reference"*"--device cuda"* ]]
+}
+
+@test "--device cuda in a build without CUDA: usage error naming the rebuild" {
+    cuda_build && skip "this build has CUDA"
+    run ssm-scan --device cuda < /dev/null
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-scan: --device cuda: this build has no CUDA support (rebuild with nvcc installed)" ]
+}
+
+@test "--device cuda with CUDA built but no usable GPU: one line naming the CUDA error, exit 1" {
+    cuda_build || skip "this build has no CUDA"
+    nvidia-smi -L > /dev/null 2>&1 && skip "a GPU is present (tests/cuda/tools.sh checks it)"
+    $PY "$REF" write "$T/in.ssm" $GOOD dy:f32:2,5,9
+    for mode in "" --backward; do
+        run ssm-scan $mode --device cuda "$T/in.ssm"
+        [ "$status" -eq 1 ]
+        [ "${#lines[@]}" -eq 1 ]
+        [[ "$output" == "ssm-scan: --device cuda: "?* ]]
+    done
+}

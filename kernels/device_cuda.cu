@@ -1,0 +1,54 @@
+/* device_cuda.cu - host side of a tool's --device cuda run (see libcommon/device.h): device
+ * buffers, copies, and CUDA failures turned into one-line ssm_die messages (exit 1). */
+#include <cuda_runtime.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "cli.h"
+#include "device.h"
+#include "selective_scan_cuda.h"
+}
+
+static void **g_bufs;          /* every buffer handed out, freed by ssm_dev_free_all */
+static size_t g_nbufs, g_cap;
+
+static void check(cudaError_t e, const char *op, const char *what) {
+    if (e != cudaSuccess) ssm_die("--device cuda: %s %s: %s", op, what, cudaGetErrorString(e));
+}
+
+extern "C" void ssm_dev_require_cuda(void) {
+    if (!ssm_cuda_available()) ssm_die("--device cuda: %s", ssm_cuda_error());
+}
+
+extern "C" void *ssm_dev_alloc(const char *what, size_t bytes) {
+    void *p = NULL;
+    check(cudaMalloc(&p, bytes ? bytes : 1), "allocating", what);
+    if (g_nbufs == g_cap) {
+        g_cap = g_cap ? 2 * g_cap : 32;
+        g_bufs = (void **)ssm_xrealloc(g_bufs, g_cap * sizeof *g_bufs);
+    }
+    g_bufs[g_nbufs++] = p;
+    return p;
+}
+
+extern "C" void *ssm_dev_upload(const char *what, const void *host, size_t bytes) {
+    if (!host) return NULL;
+    void *p = ssm_dev_alloc(what, bytes);
+    check(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice), "copying to the GPU", what);
+    return p;
+}
+
+extern "C" void ssm_dev_download(const char *what, void *host, const void *dev, size_t bytes) {
+    check(cudaDeviceSynchronize(), "computing", what);
+    check(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost), "copying from the GPU", what);
+}
+
+extern "C" void ssm_dev_check(const char *what, int rc) {
+    if (rc) ssm_die("--device cuda: %s: %s", what, ssm_cuda_error());
+}
+
+extern "C" void ssm_dev_free_all(void) {
+    for (size_t i = 0; i < g_nbufs; i++) check(cudaFree(g_bufs[i]), "freeing", "a buffer");
+    free(g_bufs);
+    g_bufs = NULL, g_nbufs = g_cap = 0;
+}
