@@ -75,32 +75,20 @@ void mamba_config_to_attrs(const mamba_config *c, ssm_tensor *t) {
     ssm_tensor_set_attrf(t, "norm_eps", "%.9g", c->norm_eps);
 }
 
-static int attr_int(const ssm_tensor *t, const char *key, int dflt, int required) {
-    const char *v = ssm_tensor_get_attr(t, key);
-    if (!v) {
-        if (required) ssm_die("tensor '%s': missing attribute '%s'", t->name, key);
-        return dflt;
-    }
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || end == v || x < 0 || x > (1L << 30)) ssm_die("tensor '%s': attribute %s='%s' is not a count", t->name, key, v);
-    return (int)x;
-}
-
 mamba_config mamba_config_from_attrs(const ssm_tensor *t) {
     const char *model = ssm_tensor_get_attr(t, "model");
     if (!model || strcmp(model, "mamba")) ssm_die("tensor '%s': model=%s, expected mamba", t->name, model ? model : "(none)");
     mamba_config c = mamba_config_default();
-    c.d_model = attr_int(t, "d_model", 0, 1);
-    c.n_layers = attr_int(t, "n_layers", 0, 1);
-    c.d_state = attr_int(t, "d_state", 0, 1);
-    c.expand = attr_int(t, "expand", 2, 0);
-    c.d_conv = attr_int(t, "d_conv", 4, 0);
-    c.dt_rank = attr_int(t, "dt_rank", 0, 0);
-    c.vocab_size = attr_int(t, "vocab_size", 0, 1);
-    c.d_input = attr_int(t, "d_input", 1, 0);
-    c.n_classes = attr_int(t, "n_classes", 0, 0);
-    c.tie_embeddings = attr_int(t, "tie_embeddings", 1, 0);
+    c.d_model = ssm_tensor_attr_count(t, "d_model", 0, 1);
+    c.n_layers = ssm_tensor_attr_count(t, "n_layers", 0, 1);
+    c.d_state = ssm_tensor_attr_count(t, "d_state", 0, 1);
+    c.expand = ssm_tensor_attr_count(t, "expand", 2, 0);
+    c.d_conv = ssm_tensor_attr_count(t, "d_conv", 4, 0);
+    c.dt_rank = ssm_tensor_attr_count(t, "dt_rank", 0, 0);
+    c.vocab_size = ssm_tensor_attr_count(t, "vocab_size", 0, 1);
+    c.d_input = ssm_tensor_attr_count(t, "d_input", 1, 0);
+    c.n_classes = ssm_tensor_attr_count(t, "n_classes", 0, 0);
+    c.tie_embeddings = ssm_tensor_attr_count(t, "tie_embeddings", 1, 0);
     const char *e = ssm_tensor_get_attr(t, "norm_eps");
     if (e) c.norm_eps = strtof(e, NULL);
     return c;

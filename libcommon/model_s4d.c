@@ -59,28 +59,16 @@ void s4d_config_to_attrs(const s4d_config *c, ssm_tensor *t) {
     ssm_tensor_set_attrf(t, "dropout", "%.9g", c->dropout);
 }
 
-static int attr_count(const ssm_tensor *t, const char *key, int dflt, int required) {
-    const char *v = ssm_tensor_get_attr(t, key);
-    if (!v) {
-        if (required) ssm_die("tensor '%s': missing attribute '%s'", t->name, key);
-        return dflt;
-    }
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (*end || end == v || x < 0 || x > (1L << 30)) ssm_die("tensor '%s': attribute %s='%s' is not a count", t->name, key, v);
-    return (int)x;
-}
-
 s4d_config s4d_config_from_attrs(const ssm_tensor *t) {
     const char *model = ssm_tensor_get_attr(t, "model");
     if (!model || strcmp(model, "s4d")) ssm_die("tensor '%s': model=%s, expected s4d", t->name, model ? model : "(none)");
     s4d_config c = s4d_config_default();
-    c.d_model = attr_count(t, "d_model", 0, 1);
-    c.n_layers = attr_count(t, "n_layers", 0, 1);
-    c.d_state = attr_count(t, "d_state", 0, 1);
-    c.vocab_size = attr_count(t, "vocab_size", 0, 1);
-    c.d_input = attr_count(t, "d_input", 1, 0);
-    c.n_classes = attr_count(t, "n_classes", 0, 0);
+    c.d_model = ssm_tensor_attr_count(t, "d_model", 0, 1);
+    c.n_layers = ssm_tensor_attr_count(t, "n_layers", 0, 1);
+    c.d_state = ssm_tensor_attr_count(t, "d_state", 0, 1);
+    c.vocab_size = ssm_tensor_attr_count(t, "vocab_size", 0, 1);
+    c.d_input = ssm_tensor_attr_count(t, "d_input", 1, 0);
+    c.n_classes = ssm_tensor_attr_count(t, "n_classes", 0, 0);
     const char *p = ssm_tensor_get_attr(t, "pool");
     c.pool_last = p && strcmp(p, "last") == 0;
     const char *d = ssm_tensor_get_attr(t, "dropout");

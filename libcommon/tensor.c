@@ -145,6 +145,18 @@ const char *ssm_tensor_get_attr(const ssm_tensor *t, const char *key) {
     return NULL;
 }
 
+int ssm_tensor_attr_count(const ssm_tensor *t, const char *key, int dflt, int required) {
+    const char *v = ssm_tensor_get_attr(t, key);
+    if (!v) {
+        if (required) ssm_die("tensor '%s': missing attribute '%s'", t->name, key);
+        return dflt;
+    }
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end || end == v || x < 0 || x > (1L << 30)) ssm_die("tensor '%s': attribute %s='%s' is not a count", t->name, key, v);
+    return (int)x;
+}
+
 void ssm_tensor_copy_attrs(ssm_tensor *dst, const ssm_tensor *src) {
     for (int i = 0; i < src->nattrs; i++) ssm_tensor_set_attr(dst, src->attrs[i].key, src->attrs[i].value);
 }

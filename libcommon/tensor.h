@@ -79,6 +79,9 @@ void ssm_tensor_set_attrf(ssm_tensor *t, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *ssm_tensor_get_attr(const ssm_tensor *t, const char *key);
 void ssm_tensor_copy_attrs(ssm_tensor *dst, const ssm_tensor *src);
+/* An attribute holding a count in [0, 2^30]: dflt when absent (or a one-line error when
+ * required); a malformed value is a one-line error naming the tensor. */
+int ssm_tensor_attr_count(const ssm_tensor *t, const char *key, int dflt, int required);
 
 /* "f32 [2, 1024, 64]" into buf. */
 const char *ssm_tensor_describe(const ssm_tensor *t, char *buf, size_t n);
