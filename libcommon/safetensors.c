@@ -1,10 +1,10 @@
 /* safetensors.c - reading and writing .safetensors files (see safetensors.h).
  *
- * The header is parsed by a small strict JSON reader written for exactly this shape of document
- * (an object of objects whose leaves are strings and arrays of non-negative integers); anything
- * else in a tensor entry is skipped, depth-limited. */
+ * The header is parsed by the toolkit's strict JSON parser (json.h); members of a tensor entry
+ * other than dtype, shape and data_offsets are ignored. */
 #include "safetensors.h"
 #include "cli.h"
+#include "json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,138 +51,6 @@ struct ssm_safetensors {
     char err[600];
 };
 
-/* ---- JSON ------------------------------------------------------------------------------------ */
-typedef struct {
-    const char *p, *start, *end;
-    char *err;
-    size_t errlen;
-} json;
-
-static int jerr(json *j, const char *what) {
-    snprintf(j->err, j->errlen, "malformed header JSON at byte %ld: %s", (long)(j->p - j->start), what);
-    return -1;
-}
-static void jspace(json *j) {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-static int jpeek(json *j) { jspace(j); return j->p < j->end ? (unsigned char)*j->p : -1; }
-static int jtake(json *j, char c) {
-    if (jpeek(j) != (unsigned char)c) return 0;
-    j->p++;
-    return 1;
-}
-static int hex4(const char *p, unsigned *out) {
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return 0;
-    }
-    *out = v;
-    return 1;
-}
-/* A string, decoded to UTF-8 in a new buffer (*out).  0 / -1. */
-static int jstring(json *j, char **out) {
-    if (!jtake(j, '"')) return jerr(j, "expected a string");
-    size_t cap = 32, k = 0;
-    char *s = ssm_xmalloc(cap);
-    for (;;) {
-        if (j->p >= j->end) { free(s); return jerr(j, "unterminated string"); }
-        if (k + 8 > cap) { cap *= 2; s = ssm_xrealloc(s, cap); }
-        unsigned char c = (unsigned char)*j->p++;
-        if (c == '"') break;
-        if (c < 0x20) { free(s); return jerr(j, "control character in a string"); }
-        if (c != '\\') { s[k++] = (char)c; continue; }
-        if (j->p >= j->end) { free(s); return jerr(j, "unterminated string"); }
-        char e = *j->p++;
-        switch (e) {
-        case '"': case '\\': case '/': s[k++] = e; break;
-        case 'b': s[k++] = '\b'; break;
-        case 'f': s[k++] = '\f'; break;
-        case 'n': s[k++] = '\n'; break;
-        case 'r': s[k++] = '\r'; break;
-        case 't': s[k++] = '\t'; break;
-        case 'u': {
-            unsigned u, lo;
-            if (j->end - j->p < 4 || !hex4(j->p, &u)) { free(s); return jerr(j, "bad \\u escape"); }
-            j->p += 4;
-            if (u >= 0xD800 && u < 0xDC00) {
-                if (j->end - j->p < 6 || j->p[0] != '\\' || j->p[1] != 'u' || !hex4(j->p + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
-                    free(s);
-                    return jerr(j, "lone surrogate in a \\u escape");
-                }
-                j->p += 6;
-                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
-            } else if (u >= 0xDC00 && u < 0xE000) {
-                free(s);
-                return jerr(j, "lone surrogate in a \\u escape");
-            }
-            if (u < 0x80) s[k++] = (char)u;
-            else if (u < 0x800) { s[k++] = (char)(0xC0 | u >> 6); s[k++] = (char)(0x80 | (u & 63)); }
-            else if (u < 0x10000) { s[k++] = (char)(0xE0 | u >> 12); s[k++] = (char)(0x80 | ((u >> 6) & 63)); s[k++] = (char)(0x80 | (u & 63)); }
-            else { s[k++] = (char)(0xF0 | u >> 18); s[k++] = (char)(0x80 | ((u >> 12) & 63)); s[k++] = (char)(0x80 | ((u >> 6) & 63)); s[k++] = (char)(0x80 | (u & 63)); }
-            break;
-        }
-        default: free(s); return jerr(j, "bad escape in a string");
-        }
-    }
-    s[k] = 0;
-    if (strlen(s) != k) { free(s); return jerr(j, "NUL character in a string"); }
-    *out = s;
-    return 0;
-}
-/* A non-negative integer that fits in int64. */
-static int juint(json *j, uint64_t *out) {
-    jspace(j);
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return jerr(j, "expected a non-negative integer");
-    uint64_t v = 0;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-        unsigned d = (unsigned)(*j->p++ - '0');
-        if (v > ((uint64_t)INT64_MAX - d) / 10) return jerr(j, "integer too large");
-        v = v * 10 + d;
-    }
-    if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) return jerr(j, "expected an integer");
-    *out = v;
-    return 0;
-}
-/* Skips any value (for members we do not use). */
-static int jskip(json *j, int depth) {
-    if (depth > 64) return jerr(j, "nesting too deep");
-    int c = jpeek(j);
-    if (c == '"') { char *s; if (jstring(j, &s) < 0) return -1; free(s); return 0; }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        if (jtake(j, close)) return 0;
-        for (;;) {
-            if (c == '{') {
-                char *k;
-                if (jstring(j, &k) < 0) return -1;
-                free(k);
-                if (!jtake(j, ':')) return jerr(j, "expected ':'");
-            }
-            if (jskip(j, depth + 1) < 0) return -1;
-            if (jtake(j, close)) return 0;
-            if (!jtake(j, ',')) return jerr(j, "expected ',' or a closing bracket");
-        }
-    }
-    static const char *const words[] = {"true", "false", "null"};
-    for (int i = 0; i < 3; i++) {
-        size_t n = strlen(words[i]);
-        if ((size_t)(j->end - j->p) >= n && memcmp(j->p, words[i], n) == 0) { j->p += n; return 0; }
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-        j->p++;
-        while (j->p < j->end && strchr("0123456789.eE+-", *j->p)) j->p++;
-        return 0;
-    }
-    return jerr(j, "unexpected character");
-}
-
-/* ---- building the entry list ----------------------------------------------------------------- */
 static int st_fail(ssm_safetensors *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int st_fail(ssm_safetensors *st, const char *fmt, ...) {
     char msg[500];
@@ -200,81 +68,50 @@ static void clear_entry(st_entry *e) {
     free(e->hdr.name);
 }
 
-static int parse_metadata(ssm_safetensors *st, json *j) {
-    if (jpeek(j) == 'n') return jskip(j, 0);   /* "__metadata__": null */
-    if (!jtake(j, '{')) return jerr(j, "__metadata__ must be an object of strings");
-    if (jtake(j, '}')) return 0;
-    for (;;) {
-        char *k, *v;
-        if (jstring(j, &k) < 0) return -1;
-        if (!jtake(j, ':')) { free(k); return jerr(j, "expected ':'"); }
-        if (jstring(j, &v) < 0) { free(k); return -1; }
+/* "__metadata__": an object of strings, or null. */
+static int parse_metadata(ssm_safetensors *st, const ssm_json *m) {
+    if (m->type == SSM_JSON_NULL) return 0;
+    if (m->type != SSM_JSON_OBJECT) return st_fail(st, "__metadata__ must be an object of strings");
+    for (int64_t i = 0; i < m->n; i++) {
+        if (m->items[i]->type != SSM_JSON_STRING)
+            return st_fail(st, "__metadata__ '%.60s' must be a string, not %s", m->keys[i], ssm_json_type_name(m->items[i]->type));
         st->meta_keys = ssm_xrealloc(st->meta_keys, (size_t)(st->nmeta + 1) * sizeof(char *));
         st->meta_values = ssm_xrealloc(st->meta_values, (size_t)(st->nmeta + 1) * sizeof(char *));
-        st->meta_keys[st->nmeta] = k;
-        st->meta_values[st->nmeta] = v;
+        st->meta_keys[st->nmeta] = ssm_xstrdup(m->keys[i]);
+        st->meta_values[st->nmeta] = ssm_xstrdup(m->items[i]->str);
         st->nmeta++;
-        if (jtake(j, '}')) return 0;
-        if (!jtake(j, ',')) return jerr(j, "expected ',' or '}'");
     }
+    return 0;
 }
 
-static int parse_dims(json *j, st_entry *e) {
-    if (!jtake(j, '[')) return jerr(j, "shape must be an array");
-    if (jtake(j, ']')) return 0;
-    for (;;) {
-        uint64_t v;
-        if (juint(j, &v) < 0) return -1;
-        if (e->hdr.rank == SSM_MAX_RANK) return jerr(j, "more dims than ssm tensors allow (16)");
-        e->hdr.dims[e->hdr.rank++] = (int64_t)v;
-        if (jtake(j, ']')) return 0;
-        if (!jtake(j, ',')) return jerr(j, "expected ',' or ']'");
-    }
+/* A JSON number that is an exact non-negative integer. */
+static int json_uint(const ssm_json *v, uint64_t *out) {
+    if (v->type != SSM_JSON_NUMBER || !v->is_int || v->integer < 0) return -1;
+    *out = (uint64_t)v->integer;
+    return 0;
 }
 
-/* One "NAME": {...} entry; the name is already read (and owned by e). */
-static int parse_entry(ssm_safetensors *st, json *j, st_entry *e) {
-    int have_dtype = 0, have_shape = 0, have_offsets = 0;
-    if (!jtake(j, '{')) return jerr(j, "a tensor entry must be an object");
-    if (!jtake(j, '}'))
-        for (;;) {
-            char *k;
-            if (jstring(j, &k) < 0) return -1;
-            if (!jtake(j, ':')) { free(k); return jerr(j, "expected ':'"); }
-            int rc = 0;
-            if (strcmp(k, "dtype") == 0) {
-                char *d;
-                rc = jstring(j, &d);
-                if (rc == 0) {
-                    e->hdr.dtype = dtype_from_st(d);
-                    if (!e->hdr.dtype) {
-                        free(k);
-                        st_fail(st, "tensor '%s': unsupported dtype '%s'", e->hdr.name, d);
-                        free(d);
-                        return -2;
-                    }
-                    free(d);
-                    have_dtype = 1;
-                }
-            } else if (strcmp(k, "shape") == 0) {
-                rc = parse_dims(j, e);
-                have_shape = 1;
-            } else if (strcmp(k, "data_offsets") == 0) {
-                if (!jtake(j, '[') || juint(j, &e->begin) < 0 || !jtake(j, ',') || juint(j, &e->end) < 0 || !jtake(j, ']'))
-                    rc = jerr(j, "data_offsets must be [BEGIN, END]");
-                have_offsets = 1;
-            } else {
-                rc = jskip(j, 1);
-            }
-            free(k);
-            if (rc < 0) return -1;
-            if (jtake(j, '}')) break;
-            if (!jtake(j, ',')) return jerr(j, "expected ',' or '}'");
-        }
-    if (!have_dtype || !have_shape || !have_offsets) {
-        st_fail(st, "tensor '%s': entry lacks dtype, shape or data_offsets", e->hdr.name);
-        return -2;
+/* One "NAME": {...} entry (e->hdr.name is set); other members of the entry are ignored. */
+static int parse_entry(ssm_safetensors *st, const ssm_json *v, st_entry *e) {
+    const char *name = e->hdr.name;
+    if (v->type != SSM_JSON_OBJECT) return st_fail(st, "tensor '%s': the entry must be an object", name);
+    const ssm_json *dtype = ssm_json_get(v, "dtype"), *shape = ssm_json_get(v, "shape"),
+                   *offsets = ssm_json_get(v, "data_offsets");
+    if (!dtype || !shape || !offsets) return st_fail(st, "tensor '%s': entry lacks dtype, shape or data_offsets", name);
+    if (dtype->type != SSM_JSON_STRING) return st_fail(st, "tensor '%s': dtype must be a string", name);
+    e->hdr.dtype = dtype_from_st(dtype->str);
+    if (!e->hdr.dtype) return st_fail(st, "tensor '%s': unsupported dtype '%.40s'", name, dtype->str);
+    if (shape->type != SSM_JSON_ARRAY) return st_fail(st, "tensor '%s': shape must be an array", name);
+    if (shape->n > SSM_MAX_RANK) return st_fail(st, "tensor '%s': more dims than ssm tensors allow (%d)", name, SSM_MAX_RANK);
+    for (int64_t i = 0; i < shape->n; i++) {
+        uint64_t d;
+        if (json_uint(shape->items[i], &d) < 0 || d > (uint64_t)INT64_MAX)
+            return st_fail(st, "tensor '%s': shape must hold non-negative integers", name);
+        e->hdr.dims[e->hdr.rank++] = (int64_t)d;
     }
+    if (offsets->type != SSM_JSON_ARRAY || offsets->n != 2 || json_uint(offsets->items[0], &e->begin) < 0 ||
+        json_uint(offsets->items[1], &e->end) < 0)
+        return st_fail(st, "tensor '%s': data_offsets must be [BEGIN, END]", name);
     return 0;
 }
 
@@ -313,37 +150,35 @@ static void apply_metadata(ssm_safetensors *st) {
 
 static int parse_header(ssm_safetensors *st, const char *text, size_t len) {
     char jmsg[300] = "";
-    json j = {text, text, text + len, jmsg, sizeof jmsg};
+    ssm_json *root = ssm_json_parse(text, len, jmsg, sizeof jmsg);
+    if (!root) return st_fail(st, "header: %s", jmsg);
     int rc = 0;
-    if (!jtake(&j, '{')) { jerr(&j, "the header must be a JSON object"); goto json_error; }
-    if (!jtake(&j, '}'))
-        for (;;) {
-            char *name;
-            if (jstring(&j, &name) < 0) goto json_error;
-            if (!jtake(&j, ':')) { free(name); jerr(&j, "expected ':'"); goto json_error; }
-            if (strcmp(name, "__metadata__") == 0) {
-                free(name);
-                if (parse_metadata(st, &j) < 0) goto json_error;
-            } else {
-                if (!name[0] || strlen(name) > SSM_MAX_NAME) { st_fail(st, "bad tensor name '%.60s'", name); free(name); return -1; }
-                for (const char *p = name; *p; p++)
-                    if ((unsigned char)*p < 32 || *p == 127) { st_fail(st, "tensor name '%.60s' contains a control character", name); free(name); return -1; }
-                if (ssm_safetensors_find(st, name) >= 0) { st_fail(st, "duplicate tensor '%s' in the header", name); free(name); return -1; }
-                if (st->n == st->cap) {
-                    st->cap = st->cap ? 2 * st->cap : 16;
-                    st->entries = ssm_xrealloc(st->entries, (size_t)st->cap * sizeof *st->entries);
-                }
-                st_entry *e = &st->entries[st->n++];
-                memset(e, 0, sizeof *e);
-                e->hdr.name = name;
-                rc = parse_entry(st, &j, e);
-                if (rc == -2) return -1;
-                if (rc < 0) goto json_error;
-            }
-            if (jtake(&j, '}')) break;
-            if (!jtake(&j, ',')) { jerr(&j, "expected ',' or '}'"); goto json_error; }
+    if (root->type != SSM_JSON_OBJECT) { rc = st_fail(st, "the header must be a JSON object"); goto done; }
+    for (int64_t m = 0; m < root->n; m++) {
+        const char *name = root->keys[m];
+        if (strcmp(name, "__metadata__") == 0) {
+            if ((rc = parse_metadata(st, root->items[m])) < 0) goto done;
+            continue;
         }
-    if (jpeek(&j) != -1) { jerr(&j, "data after the JSON object"); goto json_error; }
+        if (!name[0] || strlen(name) != root->key_lens[m] || strlen(name) > SSM_MAX_NAME) {
+            rc = st_fail(st, "bad tensor name '%.60s'", name);
+            goto done;
+        }
+        for (const char *p = name; *p; p++)
+            if ((unsigned char)*p < 32 || *p == 127) { rc = st_fail(st, "tensor name '%.60s' contains a control character", name); goto done; }
+        if (ssm_safetensors_find(st, name) >= 0) { rc = st_fail(st, "duplicate tensor '%s' in the header", name); goto done; }
+        if (st->n == st->cap) {
+            st->cap = st->cap ? 2 * st->cap : 16;
+            st->entries = ssm_xrealloc(st->entries, (size_t)st->cap * sizeof *st->entries);
+        }
+        st_entry *e = &st->entries[st->n++];
+        memset(e, 0, sizeof *e);
+        e->hdr.name = ssm_xstrdup(name);
+        if ((rc = parse_entry(st, root->items[m], e)) < 0) goto done;
+    }
+done:
+    ssm_json_free(root);
+    if (rc < 0) return rc;
 
     /* every tensor: offsets inside the data, exactly dtype x shape bytes, no overlaps */
     for (int i = 0; i < st->n; i++) {
@@ -368,8 +203,6 @@ static int parse_header(ssm_safetensors *st, const char *text, size_t len) {
             return st_fail(st, "tensors '%s' and '%s' overlap in the data", st->entries[i - 1].hdr.name, st->entries[i].hdr.name);
     apply_metadata(st);
     return 0;
-json_error:
-    return st_fail(st, "%s", jmsg);
 }
 
 ssm_safetensors *ssm_safetensors_open_fd(int fd, const char *label, char *err, size_t errlen) {
