@@ -21,7 +21,7 @@ typedef struct {
     int64_t H, M;
     float *log_dt, *A, *B, *C, *D;   /* copies: A = -exp(A_real_log) + i A_imag (H, M) complex (re, im) */
     float *Abar, *Bbar;              /* (H, M) complex (re, im), f32 for the step */
-    double *Abar64, *Bbar64;         /* the same in double for the chunk's state sums */
+    double *Ar, *Ai, *Br, *Bi;       /* the same in double, split (H, M) re / im: the chunk's sums */
     float *K;                        /* (H, Kcap) kernel scratch of the chunk */
     int64_t Kcap;
 } s4d_layer_ctx;
@@ -41,6 +41,7 @@ static void s4d_layer_step(void *vctx, int64_t batch, float *state, const float 
             const float *a = c->Abar + 2 * h * M, *bb = c->Bbar + 2 * h * M, *cc = c->C + 2 * h * M;
             float *x = state + 2 * (b * H + h) * M;
             float uu = u[b * H + h], acc = 0;
+#pragma omp simd reduction(+ : acc)
             for (int64_t m = 0; m < M; m++) {
                 float xr = x[2 * m], xi = x[2 * m + 1];
                 float nr = a[2 * m] * xr - a[2 * m + 1] * xi + bb[2 * m] * uu;
@@ -64,15 +65,15 @@ static void s4d_layer_chunk(void *vctx, int64_t batch, int64_t L, float *state, 
     /* zero-state response: the causal convolution with K, plus D u */
     s4d_kernel_forward_f32(H, M, L, c->log_dt, c->A, c->B, c->C, c->K);
     fft_conv_forward_f32(batch, H, L, u, c->K, NULL, c->D, y);
+    /* complex arithmetic written out on split re / im arrays (vectorizes over the modes, and
+     * avoids the library calls of C's complex multiply) */
 #pragma omp parallel
     {
-        double complex *x = ssm_xmalloc((size_t)(M ? M : 1) * sizeof *x);
-        double complex *p = ssm_xmalloc((size_t)(M ? M : 1) * sizeof *p);
+        double *xr = ssm_xmalloc((size_t)(M ? 4 * M : 1) * sizeof(double)), *xi = xr + M, *pr = xr + 2 * M, *pi = xr + 3 * M;
 #pragma omp for schedule(static)
         for (int64_t bh = 0; bh < batch * H; bh++) {
             int64_t h = bh % H;
-            const double complex *a = (const double complex *)(c->Abar64 + 2 * h * M);
-            const double complex *bb = (const double complex *)(c->Bbar64 + 2 * h * M);
+            const double *ar = c->Ar + h * M, *ai = c->Ai + h * M, *br = c->Br + h * M, *bi = c->Bi + h * M;
             const float *cc = c->C + 2 * h * M;
             float *xs = state + 2 * bh * M;
             const float *ub = u + bh * L;
@@ -81,23 +82,34 @@ static void s4d_layer_chunk(void *vctx, int64_t batch, int64_t L, float *state, 
             for (int64_t m = 0; m < 2 * M; m++) nonzero |= xs[m] != 0;
             /* response to the initial state: y_t += 2 Re sum_m C_m Abar_m^(t+1) x0_m */
             if (nonzero) {
-                for (int64_t m = 0; m < M; m++) p[m] = CMPLX(cc[2 * m], cc[2 * m + 1]) * CMPLX(xs[2 * m], xs[2 * m + 1]);
+                for (int64_t m = 0; m < M; m++) {
+                    pr[m] = (double)cc[2 * m] * xs[2 * m] - (double)cc[2 * m + 1] * xs[2 * m + 1];
+                    pi[m] = (double)cc[2 * m] * xs[2 * m + 1] + (double)cc[2 * m + 1] * xs[2 * m];
+                }
                 for (int64_t t = 0; t < L; t++) {
                     double acc = 0;
-                    for (int64_t m = 0; m < M; m++) { p[m] *= a[m]; acc += creal(p[m]); }
+#pragma omp simd reduction(+ : acc)
+                    for (int64_t m = 0; m < M; m++) {
+                        double nr = ar[m] * pr[m] - ai[m] * pi[m], ni = ar[m] * pi[m] + ai[m] * pr[m];
+                        pr[m] = nr; pi[m] = ni;
+                        acc += nr;
+                    }
                     yb[t] += (float)(2 * acc);
                 }
             }
             /* the state after the chunk: Abar^L x0 + sum_t Abar^(L-1-t) Bbar u_t (Horner) */
-            for (int64_t m = 0; m < M; m++) x[m] = CMPLX(xs[2 * m], xs[2 * m + 1]);
+            for (int64_t m = 0; m < M; m++) { xr[m] = xs[2 * m]; xi[m] = xs[2 * m + 1]; }
             for (int64_t t = 0; t < L; t++) {
                 double ut = ub[t];
-                for (int64_t m = 0; m < M; m++) x[m] = a[m] * x[m] + bb[m] * ut;
+#pragma omp simd
+                for (int64_t m = 0; m < M; m++) {
+                    double nr = ar[m] * xr[m] - ai[m] * xi[m] + br[m] * ut, ni = ar[m] * xi[m] + ai[m] * xr[m] + bi[m] * ut;
+                    xr[m] = nr; xi[m] = ni;
+                }
             }
-            for (int64_t m = 0; m < M; m++) { xs[2 * m] = (float)creal(x[m]); xs[2 * m + 1] = (float)cimag(x[m]); }
+            for (int64_t m = 0; m < M; m++) { xs[2 * m] = (float)xr[m]; xs[2 * m + 1] = (float)xi[m]; }
         }
-        free(x);
-        free(p);
+        free(xr);
     }
 }
 
@@ -105,7 +117,7 @@ static void s4d_layer_free(void *vctx) {
     s4d_layer_ctx *c = vctx;
     if (!c) return;
     free(c->log_dt); free(c->A); free(c->B); free(c->C); free(c->D);
-    free(c->Abar); free(c->Bbar); free(c->Abar64); free(c->Bbar64); free(c->K);
+    free(c->Abar); free(c->Bbar); free(c->Ar); free(c->Ai); free(c->Br); free(c->Bi); free(c->K);
     free(c);
 }
 
@@ -127,8 +139,8 @@ ssm_rec_layer s4d_rec_layer_new(int64_t H, int64_t M, const float *log_dt, const
     c->A = ssm_xmalloc((size_t)(n ? n : 1) * sizeof(float));
     c->Abar = ssm_xmalloc((size_t)(n ? n : 1) * sizeof(float));
     c->Bbar = ssm_xmalloc((size_t)(n ? n : 1) * sizeof(float));
-    c->Abar64 = ssm_xmalloc((size_t)(n ? n : 1) * sizeof(double));
-    c->Bbar64 = ssm_xmalloc((size_t)(n ? n : 1) * sizeof(double));
+    double **split[4] = {&c->Ar, &c->Ai, &c->Br, &c->Bi};
+    for (int k = 0; k < 4; k++) *split[k] = ssm_xmalloc((size_t)(H * M > 0 ? H * M : 1) * sizeof(double));
     for (int64_t h = 0; h < H; h++) {
         double dt = exp((double)log_dt[h]);
         for (int64_t m = 0; m < M; m++) {
@@ -138,8 +150,8 @@ ssm_rec_layer s4d_rec_layer_new(int64_t H, int64_t M, const float *log_dt, const
             double complex a = CMPLX((double)c->A[2 * j], (double)c->A[2 * j + 1]);
             double complex ab = cexp(dt * a);
             double complex bb = dt * expm1_over_x(dt * a) * CMPLX((double)B[2 * j], (double)B[2 * j + 1]);
-            c->Abar64[2 * j] = creal(ab); c->Abar64[2 * j + 1] = cimag(ab);
-            c->Bbar64[2 * j] = creal(bb); c->Bbar64[2 * j + 1] = cimag(bb);
+            c->Ar[j] = creal(ab); c->Ai[j] = cimag(ab);
+            c->Br[j] = creal(bb); c->Bi[j] = cimag(bb);
             c->Abar[2 * j] = (float)creal(ab); c->Abar[2 * j + 1] = (float)cimag(ab);
             c->Bbar[2 * j] = (float)creal(bb); c->Bbar[2 * j + 1] = (float)cimag(bb);
         }
