@@ -369,15 +369,16 @@ static void save_state_s4d(const char *path, s4d_model *m, const s4d_state *s, c
     ssm_cli_close_output(w);
 }
 
-static void load_state_s4d(const char *path, s4d_model *m, s4d_state *s, float *logits, int64_t *position, ssm_rng *rng,
-                           int keep_rng) {
+static void load_state_s4d(const char *path, const char *mine, s4d_model *m, s4d_state *s, float *logits,
+                           int64_t *position, ssm_rng *rng, int keep_rng) {
     const s4d_config *c = s4d_get_config(m);
     ssm_tensor_set set;
     ssm_set_init(&set);
     read_all(path, &set);
     ssm_tensor *h = ssm_require(&set, "generate_state", "u8 [0] with the model's attributes");
     const char *kind = ssm_tensor_get_attr(h, "model");
-    if (!kind || strcmp(kind, "s4d")) ssm_die("%s: the state is of another model (model=%s, this one s4d)", path, kind ? kind : "(none)");
+    if (!kind || strcmp(kind, mine))
+        ssm_die("%s: the state is of another model (model=%s, this one %s)", path, kind ? kind : "(none)", mine);
     s4d_config saved = s4d_config_from_attrs(h);
     if (saved.d_model != c->d_model || saved.n_layers != c->n_layers || saved.d_state != c->d_state ||
         saved.vocab_size != c->vocab_size)
@@ -410,21 +411,23 @@ typedef struct {
     s4d_rec *sr;
     s4d_state *ss;
     int64_t V;
+    char kind[16];   /* the checkpoint's model= */
 } lm;
 
 static lm lm_open(const char *path, const ssm_tensor_set *ckpt, const char *kind) {
     lm g = {0};
     int n_classes;
+    snprintf(g.kind, sizeof g.kind, "%s", kind ? kind : "");
     if (kind && strcmp(kind, "mamba") == 0) {
         g.mm = mamba_from_set(ckpt);
         n_classes = mamba_get_config(g.mm)->n_classes;
         g.V = mamba_get_config(g.mm)->vocab_size;
-    } else if (kind && strcmp(kind, "s4d") == 0) {
+    } else if (kind && (strcmp(kind, "s4d") == 0 || strcmp(kind, "s4") == 0)) {   /* s4: S4's DPLR layers */
         g.sm = s4d_from_set(ckpt);
         n_classes = s4d_get_config(g.sm)->n_classes;
         g.V = s4d_get_config(g.sm)->vocab_size;
     } else {
-        ssm_die("%s: model=%s: ssm-generate runs mamba and s4d models", path, kind ? kind : "(none)");
+        ssm_die("%s: model=%s: ssm-generate runs mamba, s4d and s4 models", path, kind ? kind : "(none)");
     }
     if (n_classes > 0) ssm_die("%s: a classification model (n_classes=%d): use --classify", path, n_classes);
     if (g.V <= 0) ssm_die("%s: not a language model (vocab_size=0)", path);
@@ -446,7 +449,7 @@ static void lm_save_state(const char *path, lm *g, const float *logits, int64_t 
 }
 static void lm_load_state(const char *path, lm *g, float *logits, int64_t *position, ssm_rng *rng, int keep_rng) {
     if (g->mm) load_state(path, g->mm, g->ms, logits, position, rng, keep_rng);
-    else load_state_s4d(path, g->sm, g->ss, logits, position, rng, keep_rng);
+    else load_state_s4d(path, g->kind, g->sm, g->ss, logits, position, rng, keep_rng);
 }
 static void lm_free(lm *g) {
     mamba_state_free(g->ms);

@@ -22,8 +22,16 @@
  *          after the last token.  Must equal L calls of step to float32 rounding.
  *   free_ctx: frees ctx (may be NULL).
  * A layer kind provides a constructor returning an ssm_rec_layer from the trained parameters
- * (s4d_rec_layer_new below; S4: a wrapper around libcommon/s4_step.h), and s4d_rec_new picks
- * the constructor per layer from the parameters present (see make_layer in s4d_recurrent.c).
+ * (s4d_rec_layer_new below), and s4d_rec_new picks the constructor per layer from the parameters
+ * present (make_layer in s4d_recurrent.c).  How S4 plugs in:
+ *   - write ssm_rec_layer s4_rec_layer_new(H, M, R, log_dt, Lambda_real_log, Lambda_imag, P, B,
+ *     C_tilde, D, L_train) next to s4_step.{c,h}: ctx = the S4 step setup (per channel, made once),
+ *     S = the floats of one channel's state (2M for M complex modes), step = for each (b, h):
+ *     y[b*H+h] = s4 step of channel h on state + (b*H+h)*S with input u[b*H+h] (D u included),
+ *     chunk = NULL (the prompt then runs as steps, exact) or a Cauchy-kernel convolution plus the
+ *     state at the chunk's end, free_ctx = its free;
+ *   - in make_layer add: if "layers.{i}.ssm.Lambda_real_log" is present, return s4_rec_layer_new.
+ * ssm-generate then runs model=s4 checkpoints unchanged (states saved as c64 (batch, H, S/2)).
  */
 #ifndef SSM_S4D_RECURRENT_H
 #define SSM_S4D_RECURRENT_H
