@@ -9,6 +9,7 @@
 
 #include <complex.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -322,6 +323,10 @@ void s4d_rec_forward(s4d_rec *r, const int32_t *tokens, const float *features, i
     if (L < 1) ssm_die("internal: s4d_rec_forward with L = %d", L);
     int64_t rows = (int64_t)batch * L, H = r->H;
     ensure_scratch(r, rows);
+    /* a step (a few rows) runs on this thread: the OpenMP regions of the ops would cost more in
+     * barriers than they save (on a loaded machine, ten times the step) */
+    int threads = omp_get_max_threads(), serial = rows * H < (1 << 16);
+    if (serial) omp_set_num_threads(1);
     if (r->emb) {
         for (int64_t i = 0; i < rows; i++)
             if (tokens[i] < 0 || tokens[i] >= c->vocab_size) ssm_die("s4d: token %d out of range [0, %d)", tokens[i], c->vocab_size);
@@ -345,6 +350,7 @@ void s4d_rec_forward(s4d_rec *r, const int32_t *tokens, const float *features, i
         for (int64_t j = 0; j < rows * H; j++) r->h[j] += r->glu[j];
     }
     linear_forward(r->logits, r->h, r->dec_w, r->dec_b, rows, H, r->V);
+    if (serial) omp_set_num_threads(threads);
 }
 
 const float *s4d_rec_logits(const s4d_rec *r) { return r->logits; }
