@@ -1,7 +1,7 @@
-/* ssm-generate - text generation from a Mamba checkpoint: the prompt in parallel mode (the
- * selective scan over the whole prompt), then one recurrent step per new token (the same model
- * code with L = 1, conv and SSM state carried).  Wiring only: the model is libcommon/model_mamba,
- * the tokenizer libcommon/bpe, the import of published checkpoints libcommon/mamba_import, the
+/* ssm-generate - text generation from a Mamba or S4D checkpoint: the prompt in parallel mode (the
+ * selective scan, or the FFT convolution, over the whole prompt), then one recurrent step per new
+ * token (the same model code with L = 1, the state carried).  Wiring only: the models are
+ * libcommon/model_mamba and libcommon/s4d_recurrent (over model_s4d), the tokenizer libcommon/bpe, the import of published checkpoints libcommon/mamba_import, the
  * choice of tokens libcommon/sampling. */
 #include <getopt.h>
 #include <stdio.h>
@@ -14,13 +14,15 @@
 #include "mamba_import.h"
 #include "model_mamba.h"
 #include "model_s4d.h"
+#include "s4d_recurrent.h"
 #include "safetensors.h"
 #include "sampling.h"
 
 static const char *usage =
     "Usage: ssm-generate -m CHECKPOINT [OPTIONS]\n"
-    "Generate tokens from a Mamba language model: the prompt is processed in parallel mode, each new\n"
-    "token by one recurrent step.  Tokens go to stdout as they are produced; statistics to stderr.\n"
+    "Generate tokens from a Mamba or S4D language model: the prompt is processed in parallel\n"
+    "mode, each new token by one recurrent step.  Tokens go to stdout as they are produced;\n"
+    "statistics to stderr.\n"
     "\n"
     "Model and tokenizer:\n"
     "  -m, --model FILE        checkpoint: a tensor stream (from ssm-train or an import), or a\n"
@@ -261,8 +263,7 @@ static void emit_token(FILE *out, const tokenizer *tk, int ids_only, int32_t id,
 /* ---- recurrent state files ------------------------------------------------------------------ */
 /* A fingerprint of the weights (FNV-1a over the bits of about 64k evenly spaced parameters and
  * their count), so that a state is not continued with another model of the same shape. */
-static uint64_t weights_fingerprint(mamba_model *m) {
-    const ssm_params *ps = mamba_params(m);
+static uint64_t weights_fingerprint(const ssm_params *ps) {
     int64_t step = ps->total / 65536 + 1;
     uint64_t h = 1469598103934665603ull ^ (uint64_t)ps->total;
     for (int64_t i = 0; i < ps->total; i += step) {
@@ -284,7 +285,7 @@ static void save_state(const char *path, mamba_model *m, const mamba_state *s, c
     mamba_config_to_attrs(c, h);
     ssm_tensor_set_attrf(h, "position", "%lld", (long long)position);
     ssm_tensor_set_attrf(h, "rng", "%016llx", (unsigned long long)rng->state);
-    ssm_tensor_set_attrf(h, "weights", "%016llx", (unsigned long long)weights_fingerprint(m));
+    ssm_tensor_set_attrf(h, "weights", "%016llx", (unsigned long long)weights_fingerprint(mamba_params(m)));
     ssm_write_or_die(w, h);
     ssm_tensor_free(h);
     for (int i = 0; i < s->n_layers; i++) {
@@ -326,7 +327,7 @@ static void load_state(const char *path, mamba_model *m, mamba_state *s, float *
     const char *pos = ssm_tensor_get_attr(h, "position"), *r = ssm_tensor_get_attr(h, "rng");
     const char *fp = ssm_tensor_get_attr(h, "weights");
     if (!pos || !r || !fp) ssm_die("%s: tensor 'generate_state': missing attribute position, rng or weights", path);
-    if (strtoull(fp, NULL, 16) != weights_fingerprint(m))
+    if (strtoull(fp, NULL, 16) != weights_fingerprint(mamba_params(m)))
         ssm_die("%s: the state is of another model (same shape, other weights)", path);
     *position = strtoll(pos, NULL, 10);
     if (!keep_rng) rng->state = strtoull(r, NULL, 16);
@@ -340,6 +341,122 @@ static void load_state(const char *path, mamba_model *m, mamba_state *s, float *
     }
     copy_f32(&set, "state.logits", 2, (int64_t[]){s->batch, c->vocab_size}, logits);
     ssm_set_free(&set);
+}
+
+/* S4D (and S4) models: `generate_state` (u8 [0]) with the model's attributes, the position, the
+ * rng and the weights fingerprint; `state.layers.{i}.ssm_state` (batch, d_model, modes) c64: the
+ * complex state of each channel's modes (S4D: d_state/2 modes, x_m <- Abar_m x_m + Bbar_m u);
+ * `state.logits` (batch, vocab) f32: the next-token logits. */
+static void save_state_s4d(const char *path, s4d_model *m, const s4d_state *s, const float *logits, int64_t position,
+                           const ssm_rng *rng) {
+    const s4d_config *c = s4d_get_config(m);
+    ssm_writer *w = ssm_cli_open_output(path);
+    ssm_tensor *h = ssm_tensor_new("generate_state", SSM_U8, 1, (int64_t[]){0});
+    s4d_config_to_attrs(c, h);
+    ssm_tensor_set_attrf(h, "position", "%lld", (long long)position);
+    ssm_tensor_set_attrf(h, "rng", "%016llx", (unsigned long long)rng->state);
+    ssm_tensor_set_attrf(h, "weights", "%016llx", (unsigned long long)weights_fingerprint(s4d_params(m)));
+    ssm_write_or_die(w, h);
+    ssm_tensor_free(h);
+    for (int i = 0; i < s->n_layers; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "state.layers.%d.ssm_state", i);
+        ssm_tensor t = {.name = name, .dtype = SSM_C64, .rank = 3, .dims = {s->batch, s->H, s->S[i] / 2}, .data = s->x[i]};
+        ssm_write_or_die(w, &t);
+    }
+    ssm_tensor t = {.name = "state.logits", .dtype = SSM_F32, .rank = 2, .dims = {s->batch, c->vocab_size}, .data = (void *)logits};
+    ssm_write_or_die(w, &t);
+    ssm_cli_close_output(w);
+}
+
+static void load_state_s4d(const char *path, const char *mine, s4d_model *m, s4d_state *s, float *logits,
+                           int64_t *position, ssm_rng *rng, int keep_rng) {
+    const s4d_config *c = s4d_get_config(m);
+    ssm_tensor_set set;
+    ssm_set_init(&set);
+    read_all(path, &set);
+    ssm_tensor *h = ssm_require(&set, "generate_state", "u8 [0] with the model's attributes");
+    const char *kind = ssm_tensor_get_attr(h, "model");
+    if (!kind || strcmp(kind, mine))
+        ssm_die("%s: the state is of another model (model=%s, this one %s)", path, kind ? kind : "(none)", mine);
+    s4d_config saved = s4d_config_from_attrs(h);
+    if (saved.d_model != c->d_model || saved.n_layers != c->n_layers || saved.d_state != c->d_state ||
+        saved.vocab_size != c->vocab_size)
+        ssm_die("%s: the state is of another model (d_model %d, n_layers %d, vocab_size %d; this one %d, %d, %d)", path,
+                saved.d_model, saved.n_layers, saved.vocab_size, c->d_model, c->n_layers, c->vocab_size);
+    const char *pos = ssm_tensor_get_attr(h, "position"), *r = ssm_tensor_get_attr(h, "rng");
+    const char *fp = ssm_tensor_get_attr(h, "weights");
+    if (!pos || !r || !fp) ssm_die("%s: tensor 'generate_state': missing attribute position, rng or weights", path);
+    if (strtoull(fp, NULL, 16) != weights_fingerprint(s4d_params(m)))
+        ssm_die("%s: the state is of another model (same shape, other weights)", path);
+    *position = strtoll(pos, NULL, 10);
+    if (!keep_rng) rng->state = strtoull(r, NULL, 16);
+    for (int i = 0; i < s->n_layers; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "state.layers.%d.ssm_state", i);
+        ssm_tensor *t = ssm_require(&set, name, "c64 state");
+        ssm_require_shape(t, 3, (int64_t[]){s->batch, s->H, s->S[i] / 2});
+        if (t->dtype != SSM_C64) ssm_die("tensor '%s': dtype %s, expected c64", name, ssm_dtype_name(t->dtype));
+        memcpy(s->x[i], t->data, ssm_tensor_nbytes(t));
+    }
+    copy_f32(&set, "state.logits", 2, (int64_t[]){s->batch, c->vocab_size}, logits);
+    ssm_set_free(&set);
+}
+
+/* ---- the language model: mamba, or s4d in recurrent mode; its state ------------------------ */
+typedef struct {
+    mamba_model *mm;
+    mamba_state *ms;
+    s4d_model *sm;
+    s4d_rec *sr;
+    s4d_state *ss;
+    int64_t V;
+    char kind[16];   /* the checkpoint's model= */
+} lm;
+
+static lm lm_open(const char *path, const ssm_tensor_set *ckpt, const char *kind) {
+    lm g = {0};
+    int n_classes;
+    snprintf(g.kind, sizeof g.kind, "%s", kind ? kind : "");
+    if (kind && strcmp(kind, "mamba") == 0) {
+        g.mm = mamba_from_set(ckpt);
+        n_classes = mamba_get_config(g.mm)->n_classes;
+        g.V = mamba_get_config(g.mm)->vocab_size;
+    } else if (kind && (strcmp(kind, "s4d") == 0 || strcmp(kind, "s4") == 0)) {   /* s4: S4's DPLR layers */
+        g.sm = s4d_from_set(ckpt);
+        n_classes = s4d_get_config(g.sm)->n_classes;
+        g.V = s4d_get_config(g.sm)->vocab_size;
+    } else {
+        ssm_die("%s: model=%s: ssm-generate runs mamba, s4d and s4 models", path, kind ? kind : "(none)");
+    }
+    if (n_classes > 0) ssm_die("%s: a classification model (n_classes=%d): use --classify", path, n_classes);
+    if (g.V <= 0) ssm_die("%s: not a language model (vocab_size=0)", path);
+    if (g.mm) g.ms = mamba_state_new(g.mm, 1);
+    else { g.sr = s4d_rec_new(g.sm); g.ss = s4d_state_new(g.sr, 1); }
+    return g;
+}
+
+/* tokens (1, L) from the state; the logits (L, V) are then lm_logits */
+static void lm_forward(lm *g, const int32_t *tokens, int L) {
+    if (g->mm) mamba_forward(g->mm, tokens, NULL, 1, L, NULL, g->ms);
+    else s4d_rec_forward(g->sr, tokens, NULL, 1, L, g->ss);
+}
+static const float *lm_logits(const lm *g) { return g->mm ? mamba_logits(g->mm) : s4d_rec_logits(g->sr); }
+
+static void lm_save_state(const char *path, lm *g, const float *logits, int64_t position, const ssm_rng *rng) {
+    if (g->mm) save_state(path, g->mm, g->ms, logits, position, rng);
+    else save_state_s4d(path, g->sm, g->ss, logits, position, rng);
+}
+static void lm_load_state(const char *path, lm *g, float *logits, int64_t *position, ssm_rng *rng, int keep_rng) {
+    if (g->mm) load_state(path, g->mm, g->ms, logits, position, rng, keep_rng);
+    else load_state_s4d(path, g->kind, g->sm, g->ss, logits, position, rng, keep_rng);
+}
+static void lm_free(lm *g) {
+    mamba_state_free(g->ms);
+    mamba_free(g->mm);
+    s4d_state_free(g->ss);
+    s4d_rec_free(g->sr);
+    s4d_free(g->sm);
 }
 
 /* ---- classification ------------------------------------------------------------------------- */
@@ -439,13 +556,8 @@ int main(int argc, char **argv) {
         ssm_set_free(&ckpt);
         return 0;
     }
-    if (!kind || strcmp(kind, "mamba") != 0)
-        ssm_die("%s: model=%s: ssm-generate runs mamba models only so far", o.model, kind ? kind : "(none)");
-    mamba_model *m = mamba_from_set(&ckpt);
-    const mamba_config *mc = mamba_get_config(m);
-    if (mc->n_classes > 0) ssm_die("%s: a classification model (n_classes=%d): use --classify", o.model, mc->n_classes);
-    if (mc->vocab_size <= 0) ssm_die("%s: not a language model (vocab_size=0)", o.model);
-    int64_t V = mc->vocab_size;
+    lm g = lm_open(o.model, &ckpt, kind);
+    int64_t V = g.V;
 
     tokenizer tk = {0};
     const char *tok_kind = ssm_tensor_get_attr(cfg, "tokenizer");
@@ -483,20 +595,19 @@ int main(int argc, char **argv) {
         fputc('\n', stderr);
     }
 
-    mamba_state *state = mamba_state_new(m, 1);
     float *next_logits = ssm_xcalloc((size_t)V, sizeof(float));
     ssm_rng rng;
     ssm_rng_init(&rng, o.seed, SAMPLING_RNG_TAG);
     int64_t position = 0;
-    if (o.state_in) load_state(o.state_in, m, state, next_logits, &position, &rng, o.seed_given);
+    if (o.state_in) lm_load_state(o.state_in, &g, next_logits, &position, &rng, o.seed_given);
 
     /* prompt in parallel mode, in chunks that carry the state */
     float *all_logits = o.logits_out ? ssm_xmalloc((size_t)(n_prompt * V) * sizeof(float)) : NULL;
     double t0 = ssm_now();
     for (int64_t off = 0; off < n_prompt; off += o.chunk) {
         int L = (int)(n_prompt - off < o.chunk ? n_prompt - off : o.chunk);
-        mamba_forward(m, prompt + off, NULL, 1, L, NULL, state);
-        const float *lg = mamba_logits(m);
+        lm_forward(&g, prompt + off, L);
+        const float *lg = lm_logits(&g);
         if (all_logits) memcpy(all_logits + off * V, lg, (size_t)L * V * sizeof(float));
         memcpy(next_logits, lg + (int64_t)(L - 1) * V, (size_t)V * sizeof(float));
     }
@@ -521,15 +632,15 @@ int main(int argc, char **argv) {
         int32_t tok = ssm_sample_token(next_logits, V, &o.sampling, &rng, &sc);
         emit_token(out, &tk, o.ids, tok, k == 0);
         if (k + 1 < o.n_new || o.state_out) {
-            mamba_forward(m, &tok, NULL, 1, 1, NULL, state);
-            memcpy(next_logits, mamba_logits(m), (size_t)V * sizeof(float));
+            lm_forward(&g, &tok, 1);
+            memcpy(next_logits, lm_logits(&g), (size_t)V * sizeof(float));
             position++;
         }
     }
     double t_gen = ssm_now() - t0;
     if (o.n_new > 0 && (o.ids || (!tk.bpe && !tk.bytes))) fputc('\n', out);
     if (out != stdout ? fclose(out) != 0 : fflush(out) != 0) ssm_die("%s: write error", ssm_cli.output);
-    if (o.state_out) save_state(o.state_out, m, state, next_logits, position, &rng);
+    if (o.state_out) lm_save_state(o.state_out, &g, next_logits, position, &rng);
 
     if (ssm_cli.verbose >= 0) {
         fprintf(stderr, "ssm-generate: prompt %lld tokens in %.3f s (%.1f tokens/s); generated %lld tokens in %.3f s (%.1f tokens/s)\n",
@@ -540,8 +651,7 @@ int main(int argc, char **argv) {
     free(all_logits);
     free(next_logits);
     free(prompt);
-    mamba_state_free(state);
-    mamba_free(m);
+    lm_free(&g);
     ssm_bpe_free(tk.bpe);
     return 0;
 }

@@ -236,3 +236,64 @@ open('$T/bad.ssm', 'wb').write(ssm_stream.frame('x', 1, x[180:].astype('<f4')))"
         [[ "${lines[0]}" == *"tensor 'x': expected i32 tokens (count, L) for this model, got f32 [20, 12]" ]]
     done
 }
+
+# an s4d byte-level text model from ssm-train (odd d_model; d_state 2 or 6: M = 1 or 3 modes)
+train_s4d() {
+    printf 'abcabcabcabc abc abcabc %.0s' $(seq 40) > "$T/text.txt"
+    OMP_NUM_THREADS=1 ssm-train --model s4d --task text "$T/text.txt" --d-model 7 --n-layers 2 --d-state "$2" \
+        --seq-len 16 --steps 5 --batch 2 -q -o "$1"
+}
+
+@test "s4d text model: step mode equals parallel mode at every prompt position (M = 1 and 3)" {
+    toks=$($PY -c "import random; r = random.Random(7); print(','.join(str(r.randrange(256)) for _ in range(37)))")
+    for N in 2 6; do
+        train_s4d "$T/s4d$N.ssm" $N
+        G=(ssm-generate -m "$T/s4d$N.ssm" --tokens "$toks" -n 0 -q)
+        "${G[@]}" --logits-out "$T/par.ssm"
+        "${G[@]}" --logits-out "$T/step.ssm" --prefill-chunk 1     # every token one recurrent step
+        "${G[@]}" --logits-out "$T/chunk.ssm" --prefill-chunk 10   # chunks starting from a state
+        for f in step chunk; do
+            err=$($PY -c "import sys, ssm_stream, numpy as np
+get = lambda p: {n: x for n, c, a, x in ssm_stream.frames(open(p, 'rb'))}['logits'].astype(float)
+a, b = get(sys.argv[1]), get(sys.argv[2])
+assert a.shape == b.shape == (37, 256), (a.shape, b.shape)
+print(max(np.linalg.norm(a[t] - b[t]) / np.linalg.norm(b[t]) for t in range(37)))" "$T/$f.ssm" "$T/par.ssm")
+            echo "N $N $f: worst relative error $err"
+            $PY -c "import sys; sys.exit(0 if float('$err') < 1e-4 else 1)"
+        done
+    done
+}
+
+@test "s4d text model: --state-out then --state-in continues exactly as one run" {
+    train_s4d "$T/s4d.ssm" 6
+    M=(-m "$T/s4d.ssm" --temperature 2 --ids -q)
+    whole=$(ssm-generate "${M[@]}" --prompt "abcab" -n 20 --seed 5)
+    part1=$(ssm-generate "${M[@]}" --prompt "abcab" -n 7 --seed 5 --state-out "$T/s.ssm")
+    part2=$(ssm-generate "${M[@]}" --state-in "$T/s.ssm" -n 13)
+    echo "whole: $whole"; echo "parts: $part1 | $part2"
+    [ "$whole" = "$part1 $part2" ]
+    other=$(ssm-generate "${M[@]}" --prompt "abcab" -n 20 --seed 6)
+    [ "$other" != "$whole" ]
+    # more prompt after a saved state equals the prompt in one piece
+    one=$(ssm-generate "${M[@]}" --temperature 0 --prompt "abc abcabc ab" -n 10)
+    ssm-generate "${M[@]}" --prompt "abc ab" -n 0 --state-out "$T/p.ssm"
+    ssm-tensor info "$T/p.ssm" | grep -q '^state.layers.1.ssm_state  *c64 \[1, 7, 3\]'
+    two=$(ssm-generate "${M[@]}" --temperature 0 --state-in "$T/p.ssm" --prompt "cabc ab" -n 10)
+    [ "$one" = "$two" ]
+}
+
+@test "s4d: states of another model are refused" {
+    train_s4d "$T/s4d.ssm" 6
+    train_s4d "$T/s4d2.ssm" 2
+    ssm-generate -m "$T/s4d.ssm" --prompt "abc" -n 0 -q --state-out "$T/s.ssm"
+    run ssm-generate -m "$T/s4d2.ssm" --state-in "$T/s.ssm" -n 1
+    [ "$status" -eq 1 ]
+    [[ "${lines[0]}" == "ssm-generate: $T/s.ssm: the state is of another model"* ]]
+    ssm-generate -m "$R/hf/state_dict.ssm" --config "$R/hf/config.json" --tokens 1 -n 0 -q --state-out "$T/m.ssm"
+    run ssm-generate -m "$T/s4d.ssm" --state-in "$T/m.ssm" -n 1
+    [ "$status" -eq 1 ]
+    [ "${lines[0]}" = "ssm-generate: $T/m.ssm: the state is of another model (model=mamba, this one s4d)" ]
+    run ssm-generate -m "$R/hf/state_dict.ssm" --config "$R/hf/config.json" --state-in "$T/s.ssm" -n 1
+    [ "$status" -eq 1 ]
+    [ "${#lines[@]}" -eq 1 ]
+}
