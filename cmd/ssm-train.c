@@ -349,6 +349,7 @@ int main(int argc, char **argv) {
         sc.pool_last = strcmp(opts[O_POOL].s, "last") == 0;
         sc.dropout = (float)opts[O_DROPOUT].d;
         sc.dplr = is_s4;
+        sc.l_kernel = is_s4 ? L : 0;   /* C-tilde is trained for this length */
         m.sm = resume ? s4d_from_set(&ckpt) : s4d_new(&sc);
         if (!resume) s4d_init_params(m.sm, (uint64_t)opts[O_SEED].i);
         m.ps = s4d_params(m.sm);

@@ -57,6 +57,7 @@ s4d_config s4d_config_default(void) {
 void s4d_config_to_attrs(const s4d_config *c, ssm_tensor *t) {
     ssm_tensor_set_attr(t, "model", c->dplr ? "s4" : "s4d");
     if (c->dplr) ssm_tensor_set_attrf(t, "rank", "%d", c->rank);
+    if (c->dplr && c->l_kernel > 0) ssm_tensor_set_attrf(t, "l_kernel", "%d", c->l_kernel);
     ssm_tensor_set_attrf(t, "d_model", "%d", c->d_model);
     ssm_tensor_set_attrf(t, "n_layers", "%d", c->n_layers);
     ssm_tensor_set_attrf(t, "d_state", "%d", c->d_state);
@@ -74,6 +75,7 @@ s4d_config s4d_config_from_attrs(const ssm_tensor *t) {
     s4d_config c = s4d_config_default();
     c.dplr = strcmp(model, "s4") == 0;
     if (c.dplr) c.rank = ssm_tensor_attr_count(t, "rank", 1, 1);
+    if (c.dplr) c.l_kernel = ssm_tensor_attr_count(t, "l_kernel", 0, 0);
     c.d_model = ssm_tensor_attr_count(t, "d_model", 0, 1);
     c.n_layers = ssm_tensor_attr_count(t, "n_layers", 0, 1);
     c.d_state = ssm_tensor_attr_count(t, "d_state", 0, 1);

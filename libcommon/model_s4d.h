@@ -28,7 +28,8 @@
  * channel; C complex normal (taken as C-tilde); D, log dt as S4D.  Optimizer groups as S4: log_dt,
  * Lambda_real_log, Lambda_imag, P, B in "ssm" (own lr, no weight decay); C with weight decay.
  * Names: layers.{i}.ssm.log_dt (H), .Lambda_real_log (H, M), .Lambda_imag (H, M), .P (H, R, M) c64,
- *        .B (H, M) c64, .C (H, M) c64 (C-tilde), .D (H); the rest as S4D.
+ *        .B (H, M) c64, .C (H, M) c64 (C-tilde), .D (H); the rest as S4D.  config attributes rank and
+ *        l_kernel (the training length L of C-tilde: the recurrent step needs it, s4_step.h).
  */
 #ifndef SSM_MODEL_S4D_H
 #define SSM_MODEL_S4D_H
@@ -44,6 +45,7 @@ typedef struct {
     float dropout;
     float dt_min, dt_max;
     int dplr, rank;                   /* 1: S4 (DPLR/Cauchy kernel, rank of P); 0: S4D */
+    int l_kernel;                     /* S4: the length L that C-tilde was trained for (0: unknown) */
 } s4d_config;
 
 s4d_config s4d_config_default(void);

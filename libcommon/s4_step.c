@@ -221,3 +221,37 @@ void s4_step(const s4_step_params *p, int64_t batch, float *state, const float *
             y[b * H + h] = 2 * out + (D ? D[h] * uv : 0);
         }
 }
+
+/* ---- the layer of s4d_recurrent.h ----------------------------------------------------------- */
+typedef struct {
+    s4_step_params sp;
+    float *D;
+} s4_layer_ctx;
+
+static void s4_layer_step(void *vctx, int64_t batch, float *state, const float *u, float *y) {
+    const s4_layer_ctx *c = vctx;
+    s4_step(&c->sp, batch, state, u, c->D, y);
+}
+
+static void s4_layer_free(void *vctx) {
+    s4_layer_ctx *c = vctx;
+    if (!c) return;
+    s4_step_free(&c->sp);
+    free(c->D);
+    free(c);
+}
+
+ssm_rec_layer s4_rec_layer_new(int64_t H, int64_t M, int64_t R, const float *log_dt,
+                               const float *Lambda_real_log, const float *Lambda_imag, const float *P,
+                               const float *B, const float *C_tilde, const float *D, int64_t L_train) {
+    if (L_train < 1) ssm_die("s4: the training length of C-tilde is unknown (config attribute l_kernel)");
+    float *lam = ssm_xmalloc((size_t)(2 * H * M + 1) * sizeof(float));
+    for (int64_t j = 0; j < H * M; j++) { lam[2 * j] = -expf(Lambda_real_log[j]); lam[2 * j + 1] = Lambda_imag[j]; }
+    s4_layer_ctx *c = ssm_xcalloc(1, sizeof *c);
+    if (s4_step_setup(&c->sp, H, M, R, L_train, log_dt, lam, P, B, C_tilde))
+        ssm_die("s4: no recurrent form: I - Abar^L (L = %lld) is singular or the step is not finite", (long long)L_train);
+    free(lam);
+    c->D = ssm_xmalloc((size_t)(H + 1) * sizeof(float));
+    memcpy(c->D, D, (size_t)H * sizeof(float));
+    return (ssm_rec_layer){.H = H, .S = 2 * M, .ctx = c, .step = s4_layer_step, .chunk = NULL, .free_ctx = s4_layer_free};
+}

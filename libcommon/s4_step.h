@@ -21,6 +21,7 @@
 #define SSM_S4_STEP_H
 
 #include <stdint.h>
+#include "s4d_recurrent.h"
 
 typedef struct {
     int64_t H, M, R;
@@ -40,5 +41,14 @@ void s4_step_free(s4_step_params *p);
 /* One token for a batch: state (batch, H, M) complex updated in place; u, y (batch, H);
  * D (H) or NULL.  y may alias u. */
 void s4_step(const s4_step_params *p, int64_t batch, float *state, const float *u, const float *D, float *y);
+
+/* S4's layer for s4d_recurrent.h (generation), from the model's parameters: log_dt (H),
+ * Lambda_real_log, Lambda_imag (H, M), P (H, R, M), B, C-tilde (H, M) complex, D (H), and the
+ * length L_train C-tilde was trained for.  State S = 2M floats per channel (M complex modes);
+ * step only (no chunk: a prompt runs as steps, O(M R) per token and channel, exact).  Dies with a
+ * one-line error when the setup fails (I - Abar^L singular). */
+ssm_rec_layer s4_rec_layer_new(int64_t H, int64_t M, int64_t R, const float *log_dt,
+                               const float *Lambda_real_log, const float *Lambda_imag, const float *P,
+                               const float *B, const float *C_tilde, const float *D, int64_t L_train);
 
 #endif
