@@ -50,7 +50,7 @@ static const char *usage =
     "      --epochs N          passes over the training set (data sets)\n"
     "      --batch N           sequences per step (default 32)\n"
     "      --lr X              peak learning rate (default 2e-3)\n"
-    "      --ssm-lr X          learning rate of S4D's log dt, A, B (default 1e-3)\n"
+    "      --ssm-lr X          learning rate of S4D's log dt, A, B and S4's log dt, Lambda, P, B (default 1e-3)\n"
     "      --weight-decay X    AdamW decay of weight matrices (default 0.01)\n"
     "      --warmup N          linear warmup steps, then cosine (default steps/10, at most 500)\n"
     "      --min-lr-ratio X    final learning rate / peak (default 0.01)\n"
