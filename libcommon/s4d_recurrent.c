@@ -9,6 +9,7 @@
 
 #include <complex.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +24,9 @@ typedef struct {
     float *log_dt, *A, *B, *C, *D;   /* copies: A = -exp(A_real_log) + i A_imag (H, M) complex (re, im) */
     float *Abar, *Bbar;              /* (H, M) complex (re, im), f32 for the step */
     double *Ar, *Ai, *Br, *Bi;       /* the same in double, split (H, M) re / im: the chunk's sums */
-    float *K;                        /* (H, Kcap) kernel scratch of the chunk */
-    int64_t Kcap;
+    float *K;                        /* (H, Klen) the kernel of the last chunk length (kept: the
+                                        parameters do not change, chunks mostly share a length) */
+    int64_t Klen;
 } s4d_layer_ctx;
 
 /* (e^x - 1)/x for complex x, accurate near 0 */
@@ -58,13 +60,13 @@ static void s4d_layer_step(void *vctx, int64_t batch, float *state, const float 
 static void s4d_layer_chunk(void *vctx, int64_t batch, int64_t L, float *state, const float *u, float *y) {
     s4d_layer_ctx *c = vctx;
     int64_t H = c->H, M = c->M;
-    if (L > c->Kcap) {
+    if (L != c->Klen) {
         free(c->K);
         c->K = ssm_xmalloc((size_t)(H * L) * sizeof(float));
-        c->Kcap = L;
+        s4d_kernel_forward_f32(H, M, L, c->log_dt, c->A, c->B, c->C, c->K);
+        c->Klen = L;
     }
     /* zero-state response: the causal convolution with K, plus D u */
-    s4d_kernel_forward_f32(H, M, L, c->log_dt, c->A, c->B, c->C, c->K);
     fft_conv_forward_f32(batch, H, L, u, c->K, NULL, c->D, y);
     /* complex arithmetic written out on split re / im arrays (vectorizes over the modes, and
      * avoids the library calls of C's complex multiply) */
@@ -81,26 +83,30 @@ static void s4d_layer_chunk(void *vctx, int64_t batch, int64_t L, float *state, 
             float *yb = y + bh * L;
             int nonzero = 0;
             for (int64_t m = 0; m < 2 * M; m++) nonzero |= xs[m] != 0;
-            /* response to the initial state: y_t += 2 Re sum_m C_m Abar_m^(t+1) x0_m */
+            for (int64_t m = 0; m < M; m++) { xr[m] = xs[2 * m]; xi[m] = xs[2 * m + 1]; }
             if (nonzero) {
+                /* with the response to the initial state, y_t += 2 Re sum_m C_m Abar_m^(t+1) x0_m
+                 * (p = C x0 advanced by Abar), in the same pass as the state sums below */
                 for (int64_t m = 0; m < M; m++) {
                     pr[m] = (double)cc[2 * m] * xs[2 * m] - (double)cc[2 * m + 1] * xs[2 * m + 1];
                     pi[m] = (double)cc[2 * m] * xs[2 * m + 1] + (double)cc[2 * m + 1] * xs[2 * m];
                 }
                 for (int64_t t = 0; t < L; t++) {
-                    double acc = 0;
+                    double acc = 0, ut = ub[t];
 #pragma omp simd reduction(+ : acc)
                     for (int64_t m = 0; m < M; m++) {
                         double nr = ar[m] * pr[m] - ai[m] * pi[m], ni = ar[m] * pi[m] + ai[m] * pr[m];
                         pr[m] = nr; pi[m] = ni;
                         acc += nr;
+                        double sr = ar[m] * xr[m] - ai[m] * xi[m] + br[m] * ut, si = ar[m] * xi[m] + ai[m] * xr[m] + bi[m] * ut;
+                        xr[m] = sr; xi[m] = si;
                     }
                     yb[t] += (float)(2 * acc);
                 }
             }
-            /* the state after the chunk: Abar^L x0 + sum_t Abar^(L-1-t) Bbar u_t (Horner) */
-            for (int64_t m = 0; m < M; m++) { xr[m] = xs[2 * m]; xi[m] = xs[2 * m + 1]; }
-            for (int64_t t = 0; t < L; t++) {
+            /* the state after the chunk, sum_t Abar^(L-1-t) Bbar u_t (Horner), when x0 = 0 (else
+             * Abar^L x0 + that sum came from the pass above) */
+            for (int64_t t = 0; !nonzero && t < L; t++) {
                 double ut = ub[t];
 #pragma omp simd
                 for (int64_t m = 0; m < M; m++) {
@@ -322,6 +328,10 @@ void s4d_rec_forward(s4d_rec *r, const int32_t *tokens, const float *features, i
     if (L < 1) ssm_die("internal: s4d_rec_forward with L = %d", L);
     int64_t rows = (int64_t)batch * L, H = r->H;
     ensure_scratch(r, rows);
+    /* a step (a few rows) runs on this thread: the OpenMP regions of the ops would cost more in
+     * barriers than they save (on a loaded machine, ten times the step) */
+    int threads = omp_get_max_threads(), serial = rows * H < (1 << 16);
+    if (serial) omp_set_num_threads(1);
     if (r->emb) {
         for (int64_t i = 0; i < rows; i++)
             if (tokens[i] < 0 || tokens[i] >= c->vocab_size) ssm_die("s4d: token %d out of range [0, %d)", tokens[i], c->vocab_size);
@@ -345,6 +355,7 @@ void s4d_rec_forward(s4d_rec *r, const int32_t *tokens, const float *features, i
         for (int64_t j = 0; j < rows * H; j++) r->h[j] += r->glu[j];
     }
     linear_forward(r->logits, r->h, r->dec_w, r->dec_b, rows, H, r->V);
+    if (serial) omp_set_num_threads(threads);
 }
 
 const float *s4d_rec_logits(const s4d_rec *r) { return r->logits; }

@@ -282,9 +282,13 @@ print(max(np.linalg.norm(a[t] - b[t]) / np.linalg.norm(b[t]) for t in range(37))
     [ "$one" = "$two" ]
 }
 
-@test "s4d: states of another model are refused" {
+@test "s4d errors: a missing tensor, states of another model" {
     train_s4d "$T/s4d.ssm" 6
     train_s4d "$T/s4d2.ssm" 2
+    ssm-tensor drop 'layers.1.ssm.C' -i "$T/s4d.ssm" > "$T/bad.ssm"
+    run ssm-generate -m "$T/bad.ssm" --prompt abc -n 3
+    [ "$status" -eq 1 ]
+    [ "$output" = "ssm-generate: missing tensor 'layers.1.ssm.C' (expected c64 [7, 3])" ]
     ssm-generate -m "$T/s4d.ssm" --prompt "abc" -n 0 -q --state-out "$T/s.ssm"
     run ssm-generate -m "$T/s4d2.ssm" --state-in "$T/s.ssm" -n 1
     [ "$status" -eq 1 ]

@@ -139,6 +139,26 @@ static void test_model(int H, int n_layers, int d_state, int vocab, int L, int d
     s4d_rec_forward(r2, tok, NULL, 1, L, s2);
     CHECK_REL_ERR(rel_err(s4d_rec_logits(r2), par, n), 1e-4, "model with a step-only layer 0 vs parallel");
 
+    /* batch 2 (the prompt and another one): row 0 equals the batch-1 pass; steps equal parallel */
+    int32_t *tok2 = ssm_xmalloc((size_t)(2 * L) * sizeof(int32_t));
+    memcpy(tok2, tok, (size_t)L * sizeof(int32_t));
+    for (int t = 0; t < L; t++) tok2[L + t] = (int32_t)(test_next() % (uint64_t)vocab);
+    s4d_state *sb = s4d_state_new(r, 2), *sbs = s4d_state_new(r, 2);
+    s4d_rec_forward(r, tok2, NULL, 2, L, sb);
+    float *parb = ssm_xmalloc((size_t)(2 * n) * sizeof(float));
+    memcpy(parb, s4d_rec_logits(r), (size_t)(2 * n) * sizeof(float));
+    CHECK_REL_ERR(rel_err(parb, par, n), 1e-6, "batch 2, row 0 vs batch 1");
+    double eb = 0;
+    for (int t = 0; t < L; t++) {
+        int32_t two[2] = {tok2[t], tok2[L + t]};
+        s4d_rec_forward(r, two, NULL, 2, 1, sbs);
+        for (int b = 0; b < 2; b++)
+            eb = fmax(eb, rel_err(s4d_rec_logits(r) + b * vocab, parb + ((int64_t)b * L + t) * vocab, vocab));
+    }
+    CHECK_REL_ERR(eb, 1e-4, "batch 2: step vs parallel");
+    free(parb); free(tok2);
+    s4d_state_free(sb); s4d_state_free(sbs);
+
     s4d_state_free(s2);
     s4d_rec_free(r2);
     s4d_state_free(saved);
