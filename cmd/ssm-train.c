@@ -23,14 +23,14 @@
 #include "tasks.h"
 
 static const char *usage =
-    "Usage: ssm-train --model mamba|s4d --task TASK [OPTIONS] [FILE] -o CHECKPOINT\n"
+    "Usage: ssm-train --model mamba|s4d|s4 --task TASK [OPTIONS] [FILE] -o CHECKPOINT\n"
     "Train an S4D or Mamba model and write a checkpoint (a tensor stream, see ssm-train(1)).\n"
     "\n"
     "Tasks: selective-copy, induction (generated from --seed), fmnist, fmnist-permuted\n"
     "       (Fashion-MNIST pixel by pixel), text FILE (bytes), stream FILE (tensors x, y).\n"
     "\n"
     "Model:\n"
-    "      --model NAME        mamba or s4d\n"
+    "      --model NAME        mamba, s4d, or s4 (S4D's block with S4's DPLR/Cauchy kernel, HiPPO-LegS)\n"
     "      --d-model N         width (default 64)\n"
     "      --n-layers N        layers (default mamba 2, s4d 4)\n"
     "      --d-state N         state size (default mamba 16, s4d 64)\n"
@@ -50,7 +50,7 @@ static const char *usage =
     "      --epochs N          passes over the training set (data sets)\n"
     "      --batch N           sequences per step (default 32)\n"
     "      --lr X              peak learning rate (default 2e-3)\n"
-    "      --ssm-lr X          learning rate of S4D's log dt, A, B (default 1e-3)\n"
+    "      --ssm-lr X          learning rate of S4D's log dt, A, B and S4's log dt, Lambda, P, B (default 1e-3)\n"
     "      --weight-decay X    AdamW decay of weight matrices (default 0.01)\n"
     "      --warmup N          linear warmup steps, then cosine (default steps/10, at most 500)\n"
     "      --min-lr-ratio X    final learning rate / peak (default 0.01)\n"
@@ -307,12 +307,12 @@ int main(int argc, char **argv) {
         if (!file && ssm_tensor_get_attr(tr, "file")) file = ssm_xstrdup(ssm_tensor_get_attr(tr, "file"));
     }
     data_file = file;
-    if (!opts[O_MODEL].s) ssm_usage_error("--model is required (mamba or s4d)");
+    if (!opts[O_MODEL].s) ssm_usage_error("--model is required (mamba, s4d or s4)");
     if (!opts[O_TASK].s) ssm_usage_error("--task is required");
     int is_mamba = strcmp(opts[O_MODEL].s, "mamba") == 0;
-    if (!is_mamba && strcmp(opts[O_MODEL].s, "s4d") != 0)
-        ssm_usage_error("--model: expected mamba or s4d, got '%s'%s", opts[O_MODEL].s,
-                        strcmp(opts[O_MODEL].s, "s4") == 0 ? " (s4 with the DPLR kernel is not implemented yet)" : "");
+    int is_s4 = strcmp(opts[O_MODEL].s, "s4") == 0;
+    if (!is_mamba && !is_s4 && strcmp(opts[O_MODEL].s, "s4d") != 0)
+        ssm_usage_error("--model: expected mamba, s4d or s4, got '%s'", opts[O_MODEL].s);
     if (strcmp(opts[O_POOL].s, "mean") && strcmp(opts[O_POOL].s, "last")) ssm_usage_error("--pool: expected mean or last");
     if (opts[O_BATCH].i < 1) ssm_usage_error("--batch: must be at least 1");
     if (opts[O_DROPOUT].d >= 1) ssm_usage_error("--dropout: must be below 1");
@@ -348,6 +348,8 @@ int main(int argc, char **argv) {
         if (!classes) sc.vocab_size = ssm_task_out_vocab(task) > V ? ssm_task_out_vocab(task) : V;
         sc.pool_last = strcmp(opts[O_POOL].s, "last") == 0;
         sc.dropout = (float)opts[O_DROPOUT].d;
+        sc.dplr = is_s4;
+        sc.l_kernel = is_s4 ? L : 0;   /* C-tilde is trained for this length */
         m.sm = resume ? s4d_from_set(&ckpt) : s4d_new(&sc);
         if (!resume) s4d_init_params(m.sm, (uint64_t)opts[O_SEED].i);
         m.ps = s4d_params(m.sm);

@@ -15,9 +15,13 @@
 #include "cli.h"
 #include "hippo.h"
 #include "nn.h"
+#include "nplr.h"
+#include "s4_kernel.h"
 #include "ssm_kernel.h"
 
 typedef struct { int norm_w, norm_b, log_dt, A_re, A_im, B, C, D, out_w, out_b; } s4d_layer_index;
+/* S4 (dplr): A_re, A_im are Lambda_real_log, Lambda_imag; P (H, R, M) is indexed here */
+typedef struct { int P; } s4_layer_index;
 typedef struct { float *h_in, *mean, *rstd, *xn, *xt, *K, *A, *yt, *ys, *g, *gd, *o; } s4d_layer_acts;
 
 struct s4d_model {
@@ -27,6 +31,8 @@ struct s4d_model {
     ssm_params ps;
     int emb, enc_w, enc_b, dec_w, dec_b;
     s4d_layer_index *li;
+    s4_layer_index *li4;  /* S4 only */
+    float *sdP;           /* S4 only: dP (H, R, M) complex of one layer */
     int64_t cap_rows, cap_batch;
     s4d_layer_acts *acts;
     float *h_out, *pooled, *logits, *probs, *glu;
@@ -44,11 +50,14 @@ s4d_config s4d_config_default(void) {
     s4d_config c = {0};
     c.d_model = 64; c.n_layers = 4; c.d_state = 64; c.vocab_size = 0; c.d_input = 1; c.n_classes = 0;
     c.pool_last = 0; c.dropout = 0.0f; c.dt_min = 0.001f; c.dt_max = 0.1f;
+    c.dplr = 0; c.rank = 1;
     return c;
 }
 
 void s4d_config_to_attrs(const s4d_config *c, ssm_tensor *t) {
-    ssm_tensor_set_attr(t, "model", "s4d");
+    ssm_tensor_set_attr(t, "model", c->dplr ? "s4" : "s4d");
+    if (c->dplr) ssm_tensor_set_attrf(t, "rank", "%d", c->rank);
+    if (c->dplr && c->l_kernel > 0) ssm_tensor_set_attrf(t, "l_kernel", "%d", c->l_kernel);
     ssm_tensor_set_attrf(t, "d_model", "%d", c->d_model);
     ssm_tensor_set_attrf(t, "n_layers", "%d", c->n_layers);
     ssm_tensor_set_attrf(t, "d_state", "%d", c->d_state);
@@ -61,8 +70,12 @@ void s4d_config_to_attrs(const s4d_config *c, ssm_tensor *t) {
 
 s4d_config s4d_config_from_attrs(const ssm_tensor *t) {
     const char *model = ssm_tensor_get_attr(t, "model");
-    if (!model || strcmp(model, "s4d")) ssm_die("tensor '%s': model=%s, expected s4d", t->name, model ? model : "(none)");
+    if (!model || (strcmp(model, "s4d") && strcmp(model, "s4")))
+        ssm_die("tensor '%s': model=%s, expected s4d or s4", t->name, model ? model : "(none)");
     s4d_config c = s4d_config_default();
+    c.dplr = strcmp(model, "s4") == 0;
+    if (c.dplr) c.rank = ssm_tensor_attr_count(t, "rank", 1, 1);
+    if (c.dplr) c.l_kernel = ssm_tensor_attr_count(t, "l_kernel", 0, 0);
     c.d_model = ssm_tensor_attr_count(t, "d_model", 0, 1);
     c.n_layers = ssm_tensor_attr_count(t, "n_layers", 0, 1);
     c.d_state = ssm_tensor_attr_count(t, "d_state", 0, 1);
@@ -83,6 +96,7 @@ s4d_model *s4d_new(const s4d_config *cfg) {
     if (c.vocab_size == 0 && c.d_input < 1) ssm_die("s4d: need vocab_size or d_input");
     if (c.vocab_size == 0 && c.n_classes == 0) ssm_die("s4d: feature input needs a classification head");
     if (c.dropout < 0 || c.dropout >= 1) ssm_die("s4d: dropout %g not in [0, 1)", c.dropout);
+    if (c.dplr && (c.rank < 1 || c.rank > S4_KERNEL_MAX_RANK)) ssm_die("s4: rank %d not in 1..%d", c.rank, S4_KERNEL_MAX_RANK);
     s4d_model *m = ssm_xcalloc(1, sizeof *m);
     m->c = c;
     int64_t H = c.d_model, Mm = c.d_state / 2;
@@ -97,13 +111,15 @@ s4d_model *s4d_new(const s4d_config *cfg) {
         m->enc_b = ssm_params_add(ps, SSM_F32, SSM_GROUP_NO_DECAY, 1, (int64_t[]){H}, "encoder.bias");
     }
     m->li = ssm_xcalloc((size_t)c.n_layers, sizeof *m->li);
+    m->li4 = ssm_xcalloc((size_t)c.n_layers, sizeof *m->li4);
     for (int i = 0; i < c.n_layers; i++) {
         s4d_layer_index *l = &m->li[i];
         l->norm_w = ssm_params_add(ps, SSM_F32, SSM_GROUP_NO_DECAY, 1, (int64_t[]){H}, "layers.%d.norm.weight", i);
         l->norm_b = ssm_params_add(ps, SSM_F32, SSM_GROUP_NO_DECAY, 1, (int64_t[]){H}, "layers.%d.norm.bias", i);
         l->log_dt = ssm_params_add(ps, SSM_F32, SSM_GROUP_SSM, 1, (int64_t[]){H}, "layers.%d.ssm.log_dt", i);
-        l->A_re = ssm_params_add(ps, SSM_F32, SSM_GROUP_SSM, 2, (int64_t[]){H, Mm}, "layers.%d.ssm.A_real_log", i);
-        l->A_im = ssm_params_add(ps, SSM_F32, SSM_GROUP_SSM, 2, (int64_t[]){H, Mm}, "layers.%d.ssm.A_imag", i);
+        l->A_re = ssm_params_add(ps, SSM_F32, SSM_GROUP_SSM, 2, (int64_t[]){H, Mm}, c.dplr ? "layers.%d.ssm.Lambda_real_log" : "layers.%d.ssm.A_real_log", i);
+        l->A_im = ssm_params_add(ps, SSM_F32, SSM_GROUP_SSM, 2, (int64_t[]){H, Mm}, c.dplr ? "layers.%d.ssm.Lambda_imag" : "layers.%d.ssm.A_imag", i);
+        m->li4[i].P = c.dplr ? ssm_params_add(ps, SSM_C64, SSM_GROUP_SSM, 3, (int64_t[]){H, c.rank, Mm}, "layers.%d.ssm.P", i) : -1;
         l->B = ssm_params_add(ps, SSM_C64, SSM_GROUP_SSM, 2, (int64_t[]){H, Mm}, "layers.%d.ssm.B", i);
         l->C = ssm_params_add(ps, SSM_C64, SSM_GROUP_DECAY, 2, (int64_t[]){H, Mm}, "layers.%d.ssm.C", i);
         l->D = ssm_params_add(ps, SSM_F32, SSM_GROUP_NO_DECAY, 1, (int64_t[]){H}, "layers.%d.ssm.D", i);
@@ -130,12 +146,15 @@ static void free_acts(s4d_model *m) {
     for (size_t k = 0; k < sizeof b / sizeof *b; k++) free(b[k]);
     free(m->targets);
     m->targets = NULL;
+    free(m->sdP);
+    m->sdP = NULL;
 }
 
 void s4d_free(s4d_model *m) {
     if (!m) return;
     free_acts(m);
     free(m->li);
+    free(m->li4);
     ssm_params_free(&m->ps);
     free(m);
 }
@@ -165,6 +184,37 @@ static void ensure_acts(s4d_model *m, int64_t batch, int64_t L) {
     m->dfeat = NULL;
     m->sdlog_dt = FALLOC(H); m->sdB = FALLOC(2 * H * Mm); m->sdC = FALLOC(2 * H * Mm); m->sdD = FALLOC(H);
     m->targets = ssm_xcalloc((size_t)rows + 1, sizeof(int32_t));
+    if (m->c.dplr) m->sdP = FALLOC(2 * H * m->c.rank * Mm);
+}
+
+/* S4's init of layer i: HiPPO-LegS in DPLR form (nplr.h), the same for every channel:
+ * Lambda_real_log = log(-Re Lambda), Lambda_imag = Im Lambda, P = Vh* P_legs, B = Vh* B_legs. */
+static void s4_init_legs(s4d_model *m, int i) {
+    int N = m->c.d_state, Mm = m->M, R = m->c.rank;
+    int64_t H = m->c.d_model;
+    double *A = ssm_xcalloc((size_t)N * N, sizeof(double)), *Bl = ssm_xcalloc((size_t)N, sizeof(double));
+    double *Pl = ssm_xcalloc((size_t)N * R, sizeof(double)), *lam = ssm_xmalloc((size_t)(2 * Mm) * sizeof(double));
+    double *Vh = ssm_xmalloc((size_t)(2 * N * Mm) * sizeof(double)), *bh = ssm_xmalloc((size_t)(2 * Mm) * sizeof(double));
+    double *ph = ssm_xcalloc((size_t)(2 * R * Mm), sizeof(double));
+    int r = hippo_matrices(SSM_INIT_LEGS, N, A, Bl, Pl);   /* r = 1; rows of P beyond r stay zero */
+    char err[256];
+    if (nplr_decompose(N, r, A, Pl, lam, Vh, NULL, err, sizeof err)) ssm_die("s4: HiPPO-LegS init: %s", err);
+    nplr_project_column(N, Mm, Vh, Bl, bh);
+    for (int k = 0; k < r && k < R; k++) nplr_project_column(N, Mm, Vh, Pl + (size_t)k * N, ph + 2 * k * Mm);
+    const ssm_params *ps = &m->ps;
+    const s4d_layer_index *l = &m->li[i];
+    float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
+    float *B = ssm_params_data(ps, l->B), *P = ssm_params_data(ps, m->li4[i].P);
+    for (int64_t h = 0; h < H; h++) {
+        for (int n = 0; n < Mm; n++) {
+            /* LegS: Re Lambda = -1/2 exactly; keep it strictly negative */
+            are[h * Mm + n] = (float)log(fmax(-lam[2 * n], 1e-4));
+            aim[h * Mm + n] = (float)lam[2 * n + 1];
+            B[2 * (h * Mm + n)] = (float)bh[2 * n]; B[2 * (h * Mm + n) + 1] = (float)bh[2 * n + 1];
+        }
+        for (int64_t k = 0; k < 2 * R * Mm; k++) P[2 * h * R * Mm + k] = (float)ph[k];
+    }
+    free(A); free(Bl); free(Pl); free(lam); free(Vh); free(bh); free(ph);
 }
 
 static void fill_uniform(ssm_rng *r, float *w, int64_t n, double bound) {
@@ -193,13 +243,16 @@ void s4d_init_params(s4d_model *m, uint64_t seed) {
             w[j] = (float)(log(c->dt_min) + ssm_rng_uniform(&r) * (log(c->dt_max) - log(c->dt_min)));
         float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
         float *B = ssm_params_data(ps, l->B), *C = ssm_params_data(ps, l->C);
+        if (c->dplr) s4_init_legs(m, i);   /* Lambda, P, B; C and the rest below as S4D */
         double *alin = ssm_xmalloc((size_t)(2 * Mm) * sizeof(double));
         s4d_lin_A((int)(2 * Mm), alin);             /* S4D-Lin: A = -1/2 + i pi n (hippo.c) */
         for (int64_t h = 0; h < H; h++)
             for (int64_t n = 0; n < Mm; n++) {
-                are[h * Mm + n] = (float)log(-alin[2 * n]);
-                aim[h * Mm + n] = (float)alin[2 * n + 1];
-                B[2 * (h * Mm + n)] = 1; B[2 * (h * Mm + n) + 1] = 0;
+                if (!c->dplr) {
+                    are[h * Mm + n] = (float)log(-alin[2 * n]);
+                    aim[h * Mm + n] = (float)alin[2 * n + 1];
+                    B[2 * (h * Mm + n)] = 1; B[2 * (h * Mm + n) + 1] = 0;
+                }
                 C[2 * (h * Mm + n)] = (float)(sqrt(0.5) * ssm_rng_normal(&r));
                 C[2 * (h * Mm + n) + 1] = (float)(sqrt(0.5) * ssm_rng_normal(&r));
             }
@@ -263,6 +316,11 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         transpose_blh(a->xt, a->xn, batch, L, H);
         const float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
         for (int64_t j = 0; j < H * Mm; j++) { a->A[2 * j] = -expf(are[j]); a->A[2 * j + 1] = aim[j]; }
+        if (c->dplr) {
+            if (s4_kernel_forward_f32(H, Mm, c->rank, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, m->li4[i].P),
+                                      ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), a->K))
+                ssm_die("s4: layer %d: the DPLR kernel is not finite (singular Woodbury system)", i);
+        } else
         s4d_kernel_forward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                ssm_params_data(ps, l->C), a->K);
         fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
@@ -347,6 +405,13 @@ void s4d_backward(s4d_model *m) {
         fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
         float *gD = ssm_params_grad(ps, l->D);
         for (int64_t j = 0; j < H; j++) gD[j] += m->sdD[j];
+        if (c->dplr) {
+            s4_kernel_backward_f32(H, Mm, c->rank, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, m->li4[i].P),
+                                   ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdP,
+                                   m->sdB, m->sdC);
+            float *gP = ssm_params_grad(ps, m->li4[i].P);
+            for (int64_t j = 0; j < 2 * H * c->rank * Mm; j++) gP[j] += m->sdP[j];
+        } else
         s4d_kernel_backward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                 ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdB, m->sdC);
         float *g = ssm_params_grad(ps, l->log_dt);

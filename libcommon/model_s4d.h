@@ -20,6 +20,16 @@
  *   layers.{i}.out_proj.weight (2H, H), layers.{i}.out_proj.bias (2H)
  *   decoder.weight (n_out, H), decoder.bias (n_out)
  * Inputs, targets and the loss as in model_mamba.h.
+ *
+ * S4 (config dplr = 1, model=s4 in the checkpoint): the same block with S4's DPLR/Cauchy kernel
+ * (kernels/s4_kernel.h, bilinear): Lambda = -exp(Lambda_real_log) + i Lambda_imag (H, M), P (H, R, M),
+ * B (H, M), C (H, M) where C is C-tilde = C (I - Abar^L) as S4 trains it (s4_step.h recovers the
+ * C of the recurrence).  Init: HiPPO-LegS in its DPLR form (nplr.h; R = 1), the same for every
+ * channel; C complex normal (taken as C-tilde); D, log dt as S4D.  Optimizer groups as S4: log_dt,
+ * Lambda_real_log, Lambda_imag, P, B in "ssm" (own lr, no weight decay); C with weight decay.
+ * Names: layers.{i}.ssm.log_dt (H), .Lambda_real_log (H, M), .Lambda_imag (H, M), .P (H, R, M) c64,
+ *        .B (H, M) c64, .C (H, M) c64 (C-tilde), .D (H); the rest as S4D.  config attributes rank and
+ *        l_kernel (the training length L of C-tilde: the recurrent step needs it, s4_step.h).
  */
 #ifndef SSM_MODEL_S4D_H
 #define SSM_MODEL_S4D_H
@@ -34,6 +44,8 @@ typedef struct {
     int pool_last;                    /* classification: 0 mean over time, 1 last step */
     float dropout;
     float dt_min, dt_max;
+    int dplr, rank;                   /* 1: S4 (DPLR/Cauchy kernel, rank of P); 0: S4D */
+    int l_kernel;                     /* S4: the length L that C-tilde was trained for (0: unknown) */
 } s4d_config;
 
 s4d_config s4d_config_default(void);

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "nn.h"
+#include "s4_step.h"
 #include "ssm_kernel.h"
 
 /* ---- the S4D layer ------------------------------------------------------------------------ */
@@ -219,6 +220,10 @@ static ssm_rec_layer make_layer(s4d_model *m, int i) {
     const float *A_re = P("A_real_log", 0), *A_im = P("A_imag", 0);
     if (A_re && A_im)
         return s4d_rec_layer_new(c->d_model, c->d_state / 2, P("log_dt", 1), A_re, A_im, P("B", 1), P("C", 1), P("D", 1));
+    const float *L_re = P("Lambda_real_log", 0), *L_im = P("Lambda_imag", 0);
+    if (L_re && L_im)   /* S4: its DPLR step (s4_step.h) */
+        return s4_rec_layer_new(c->d_model, c->d_state / 2, c->rank, P("log_dt", 1), L_re, L_im, P("P", 1), P("B", 1),
+                                P("C", 1), P("D", 1), c->l_kernel);
 #undef P
     ssm_die("s4d: layer %d: no recurrent form for its SSM parameters (expected %sA_real_log)", i, pre);
 }

@@ -301,3 +301,17 @@ print(max(np.linalg.norm(a[t] - b[t]) / np.linalg.norm(b[t]) for t in range(37))
     [ "$status" -eq 1 ]
     [ "${#lines[@]}" -eq 1 ]
 }
+
+@test "s4 text model (DPLR step): generates, and --state-out then --state-in continues exactly as one run" {
+    printf 'abcabcabcabc abc abcabc %.0s' $(seq 40) > "$T/text.txt"
+    OMP_NUM_THREADS=1 ssm-train --model s4 --task text "$T/text.txt" --d-model 7 --n-layers 2 --d-state 6 \
+        --seq-len 16 --steps 5 --batch 2 -q -o "$T/s4.ssm"
+    ssm-tensor info "$T/s4.ssm" | grep -q 'l_kernel=16'
+    M=(-m "$T/s4.ssm" --temperature 2 --ids -q)
+    whole=$(ssm-generate "${M[@]}" --prompt "abcab" -n 20 --seed 5)
+    part1=$(ssm-generate "${M[@]}" --prompt "abcab" -n 7 --seed 5 --state-out "$T/s.ssm")
+    part2=$(ssm-generate "${M[@]}" --state-in "$T/s.ssm" -n 13)
+    echo "whole: $whole"; echo "parts: $part1 | $part2"
+    [ "$whole" = "$part1 $part2" ]
+    [ "$(echo $whole | wc -w)" -eq 20 ]
+}

@@ -146,3 +146,18 @@ EOF
     grep -q "$(printf '^2\teval\t')" "$T/log.tsv"
     ssm-tensor info "$T/b.ssm" | grep -q "^encoder.weight .*\[8, 1\]"
 }
+
+@test "--model s4: the DPLR/Cauchy kernel model trains, names its parameters, and resumes bit-exactly" {
+    ssm-train --model s4 --task selective-copy $TINY --steps 6 --threads 1 --log "$T/a.tsv" -o "$T/a.ssm"
+    run ssm-tensor info "$T/a.ssm"
+    [ "$status" -eq 0 ]
+    for n in layers.0.ssm.log_dt layers.0.ssm.Lambda_real_log layers.0.ssm.Lambda_imag layers.0.ssm.P \
+             layers.3.ssm.B layers.3.ssm.C layers.3.ssm.D adam.v.layers.1.ssm.P; do
+        echo "$output" | grep -q "^$n "
+    done
+    echo "$output" | grep -q "model=s4"
+    ! echo "$output" | grep -q "A_real_log"
+    ssm-train --model s4 --task selective-copy $TINY --steps 6 --threads 1 --stop-at 3 --log "$T/b.tsv" -o "$T/b.ssm"
+    ssm-train --resume "$T/b.ssm" --threads 2 --log "$T/b.tsv" -o "$T/b.ssm"
+    diff <(cut -f1-5 "$T/a.tsv") <(cut -f1-5 "$T/b.tsv")
+}

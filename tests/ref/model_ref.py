@@ -5,7 +5,7 @@ reference for the whole-model loss and gradients.
 
     /usr/bin/python3 tests/ref/model_ref.py CASE.ssm [TOL]
 
-CASE.ssm (written by tests/unit/test_model_ref.c) holds `config` (attributes: model=mamba|s4d,
+CASE.ssm (written by tests/unit/test_model_ref.c) holds `config` (attributes: model=mamba|s4d|s4,
 sizes), every parameter under its checkpoint name, `tokens` (batch, L) i32 or `features`
 (batch, L, d_input) f32, `targets` i32, the C loss `loss` and the C gradients `grad.NAME`.
 Prints one line per tensor with the relative error ||c - torch|| / ||torch|| and exits 1 if any
@@ -68,6 +68,32 @@ def mamba(P, c, tokens, feats):
     return hf @ W.T
 
 
+def s4_kernel(P, p, L):
+    """S4's kernel (model=s4) the slow, dense way, independent of the Cauchy/Woodbury path:
+    the full N = 2M complex system in the eigenbasis, A = diag([Lambda; conj Lambda]) - P P^*,
+    bilinear Abar, Bbar; the checkpoint's C is C-tilde = C (I - Abar^L), so the true
+    C = Ct (I - Abar^L)^{-1} and K_l = Re(C Abar^l Bbar) (real up to rounding)."""
+    dt = torch.exp(P[p + 'ssm.log_dt'])                                                  # (H)
+    lam = torch.complex(-torch.exp(P[p + 'ssm.Lambda_real_log']), P[p + 'ssm.Lambda_imag'])  # (H, M)
+    cx = lambda x: torch.complex(x[..., 0], x[..., 1])
+    Pm, B, Ct = cx(P[p + 'ssm.P']), cx(P[p + 'ssm.B']), cx(P[p + 'ssm.C'])             # (H,R,M), (H,M)
+    full = lambda x: torch.cat([x, x.conj()], -1)
+    Pf, Bf, Cf, lf = full(Pm), full(B), full(Ct), full(lam)                              # N = 2M
+    N = lf.shape[-1]
+    Id = torch.eye(N, dtype=torch.complex128)
+    A = torch.diag_embed(lf) - torch.einsum('hrn,hrk->hnk', Pf, Pf.conj())             # (H, N, N)
+    back = Id - dt[:, None, None] / 2 * A
+    Abar = torch.linalg.solve(back, Id + dt[:, None, None] / 2 * A)
+    Bbar = torch.linalg.solve(back, (dt[:, None] * Bf)[..., None])[..., 0]             # (H, N)
+    AL = torch.linalg.matrix_power(Abar, L)
+    C = torch.linalg.solve((Id - AL).transpose(-1, -2), Cf[..., None])[..., 0]          # C (I - A^L) = Ct
+    ks, x = [], Bbar
+    for _ in range(L):
+        ks.append((C * x).sum(-1).real)
+        x = (Abar @ x[..., None])[..., 0]
+    return torch.stack(ks, -1)                                                           # (H, L)
+
+
 def s4d(P, c, tokens, feats):
     H, nl = int(c['d_model']), int(c['n_layers'])
     h = P['embedding.weight'][tokens] if tokens is not None else feats @ P['encoder.weight'].T + P['encoder.bias']
@@ -76,13 +102,16 @@ def s4d(P, c, tokens, feats):
     for i in range(nl):
         p = 'layers.%d.' % i
         xn = F.layer_norm(h, (H,), P[p + 'norm.weight'], P[p + 'norm.bias'], 1e-5)
-        dt = torch.exp(P[p + 'ssm.log_dt'])                                           # (H)
-        A = torch.complex(-torch.exp(P[p + 'ssm.A_real_log']), P[p + 'ssm.A_imag'])  # (H, M)
-        B = torch.complex(P[p + 'ssm.B'][..., 0], P[p + 'ssm.B'][..., 1])
-        C = torch.complex(P[p + 'ssm.C'][..., 0], P[p + 'ssm.C'][..., 1])
-        dtA = dt[:, None] * A
-        Bbar = (torch.exp(dtA) - 1) / A * B                                           # ZOH
-        Kern = 2 * torch.real(((C * Bbar)[:, :, None] * torch.exp(dtA[:, :, None] * ar)).sum(1))   # (H, L)
+        if c['model'] == 's4':
+            Kern = s4_kernel(P, p, L)
+        else:
+            dt = torch.exp(P[p + 'ssm.log_dt'])                                           # (H)
+            A = torch.complex(-torch.exp(P[p + 'ssm.A_real_log']), P[p + 'ssm.A_imag'])  # (H, M)
+            B = torch.complex(P[p + 'ssm.B'][..., 0], P[p + 'ssm.B'][..., 1])
+            C = torch.complex(P[p + 'ssm.C'][..., 0], P[p + 'ssm.C'][..., 1])
+            dtA = dt[:, None] * A
+            Bbar = (torch.exp(dtA) - 1) / A * B                                           # ZOH
+            Kern = 2 * torch.real(((C * Bbar)[:, :, None] * torch.exp(dtA[:, :, None] * ar)).sum(1))   # (H, L)
         idx = ar[:, None] - ar[None, :]                                               # t - s
         T = torch.where(idx >= 0, Kern[:, idx.clamp(min=0).long()], torch.zeros(()))  # (H, L, L)
         y = torch.einsum('hts,bsh->bth', T, xn) + P[p + 'ssm.D'] * xn

@@ -1,5 +1,5 @@
 /* test_model_ref.c - whole-model loss and gradients of tiny Mamba and S4D models (token LM and
- * feature classifier variants, odd sizes) against the PyTorch float64 reference
+ * feature classifier variants, odd sizes; S4D and S4 (DPLR kernel)) against the PyTorch float64 reference
  * tests/ref/model_ref.py: the same loss and every gradient to 1e-4 relative error.
  * Also: the Mamba forward in recurrent mode (one token at a time, state carried) equals the
  * full-sequence forward.  Needs Debian's python3-torch (SSM_PYTHON overrides /usr/bin/python3). */
@@ -123,9 +123,9 @@ static void test_mamba(int classify) {
     mamba_free(m);
 }
 
-static void test_s4d(int classify, int pool_last) {
+static void test_s4d(int classify, int pool_last, int dplr) {
     s4d_config c = s4d_config_default();
-    c.d_model = 6; c.n_layers = 2; c.d_state = 6; c.dropout = 0;
+    c.d_model = 6; c.n_layers = 2; c.d_state = 6; c.dropout = 0; c.dplr = dplr;
     int batch = 2, L = 10;
     if (classify) { c.vocab_size = 0; c.d_input = 2; c.n_classes = 3; c.pool_last = pool_last; }
     else c.vocab_size = 5;
@@ -146,7 +146,9 @@ static void test_s4d(int classify, int pool_last) {
     s4d_backward(m);
     ssm_tensor *cfg = ssm_tensor_new("config", SSM_U8, 1, (int64_t[]){0});
     s4d_config_to_attrs(s4d_get_config(m), cfg);
-    run_reference(classify ? (pool_last ? "s4d classifier (last)" : "s4d classifier (mean)") : "s4d LM", cfg, ps,
+    char label[64];
+    snprintf(label, sizeof label, "%s %s", dplr ? "s4" : "s4d", classify ? (pool_last ? "classifier (last)" : "classifier (mean)") : "LM");
+    run_reference(label, cfg, ps,
                   classify ? NULL : tokens, feats, batch, L, 2, targets, classify ? batch : batch * L, loss);
     s4d_free(m);
 }
@@ -156,8 +158,10 @@ int main(void) {
     nn_set_threads(2);
     test_mamba(0);
     test_mamba(1);
-    test_s4d(0, 0);
-    test_s4d(1, 0);
-    test_s4d(1, 1);
+    test_s4d(0, 0, 0);
+    test_s4d(1, 0, 0);
+    test_s4d(1, 1, 0);
+    test_s4d(0, 0, 1);   /* S4: the DPLR/Cauchy kernel */
+    test_s4d(1, 1, 1);
     return check_summary("test_model_ref");
 }
