@@ -1,0 +1,319 @@
+/* mamba_decode.c - the recurrent decode step (see mamba_decode.h for the contract).
+ *
+ * One layer for B sequences (every buffer (B, width), row b = sequence b), channels c of d_inner
+ * in P parts [c0, c1):
+ *     xn        = RMSNorm(h)                                 (private to each thread: tiny)
+ *   per part (its thread):
+ *     xr, z     = in_proj[c] . xn,  in_proj[d_inner + c] . xn
+ *     xc        = conv_b[c] + sum_k conv_w[c, k] [conv_state[c, 1..K-1] | xr][k];  state shifted
+ *     u         = silu(xc)
+ *     dbc_part  = x_proj[:, c0:c1] . u[c0:c1]                (nbc = dt_rank + 2 N partial sums)
+ *   barrier;  dbc = sum over parts (in part order, each thread its own copy)
+ *   per part:
+ *     dt        = softplus(dt_proj[c] . dbc[:dt_rank] + dt_bias[c])
+ *     h[c, n]   = exp(dt A[c, n]) h[c, n] + dt u B[n];   y = sum_n C[n] h[c, n] + D[c] u
+ *     y        *= silu(z)
+ *     out_part  = out_proj[:, c0:c1] . y[c0:c1]              (d_model partial sums)
+ *   barrier;  h += sum over parts (in part order, each thread its own copy)
+ * Then RMSNorm(h) and the LM head, its rows split among the threads.
+ */
+#include "mamba_decode.h"
+
+#pragma GCC optimize("O3", "no-trapping-math")
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "matvec.h"
+#include "tensor.h"
+
+typedef struct {
+    const float *norm, *conv_w, *conv_b, *dt_b, *D;
+    float *A;                                     /* -exp(A_log), (d_inner, N) */
+    const void *in_proj, *x_proj, *dt_w, *out_proj;   /* f32 or bf16 */
+} dec_layer;
+
+typedef struct {     /* one thread's private vectors, (max_batch, width) each */
+    float *h, *xn, *dbc;
+} dec_private;
+
+struct mamba_decoder {
+    mamba_model *m;
+    int dm, di, N, R, K, nbc, V, n_layers, bf16, threads, parts, max_batch;
+    float eps;
+    dec_layer *layer;
+    const float *norm_f;
+    const void *emb, *head;
+    uint16_t *bf16_store;
+    float *A_store;
+    /* shared: (max_batch, d_inner) each; partial sums (parts, max_batch, width) */
+    float *xr, *z, *u, *y, *delta, *dbc_part, *out_part;
+    dec_private *priv;
+};
+
+#define FALLOC(n) ((float *)ssm_xcalloc((size_t)(n) + 16, sizeof(float)))
+
+static const float *param(mamba_model *m, const char *fmt, int i) {
+    char name[128];
+    snprintf(name, sizeof name, fmt, i);
+    ssm_params *ps = mamba_params(m);
+    int k = ssm_params_find(ps, name);
+    if (k < 0) ssm_die("mamba decoder: missing parameter '%s'", name);
+    return ssm_params_data(ps, k);
+}
+
+/* n floats -> bf16 at *next (round to nearest even), returns the copy. */
+static const void *to_bf16(uint16_t **next, const float *src, int64_t n) {
+    uint16_t *dst = *next;
+    for (int64_t i = 0; i < n; i++) dst[i] = ssm_f32_to_bf16(src[i]);
+    *next += n;
+    return dst;
+}
+
+mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch, int threads) {
+    const mamba_config *c = mamba_get_config(m);
+    if (c->vocab_size <= 0 || c->n_classes > 0) ssm_die("mamba decoder: needs a language model (vocab_size > 0, no classification head)");
+    if (weight_dtype != SSM_F32 && weight_dtype != SSM_BF16) ssm_die("mamba decoder: weights must be f32 or bf16");
+    if (max_batch < 1) ssm_die("mamba decoder: max_batch %d", max_batch);
+    mamba_decoder *d = ssm_xcalloc(1, sizeof *d);
+    d->m = m;
+    d->dm = c->d_model; d->di = c->expand * c->d_model; d->N = c->d_state;
+    d->R = c->dt_rank ? c->dt_rank : (c->d_model + 15) / 16;
+    d->K = c->d_conv; d->nbc = d->R + 2 * d->N; d->V = c->vocab_size; d->n_layers = c->n_layers;
+    d->eps = c->norm_eps; d->bf16 = weight_dtype == SSM_BF16; d->max_batch = max_batch;
+    d->threads = threads > 0 ? threads : omp_get_max_threads();
+    d->parts = d->threads < 2 ? 2 : d->threads;
+    if (d->parts > d->di) d->parts = d->di;
+    int64_t dm = d->dm, di = d->di, N = d->N, R = d->R, nbc = d->nbc, V = d->V;
+    int64_t per_layer = 2 * di * dm + nbc * di + di * R + dm * di;
+    const float *lm_head = NULL;
+    {
+        ssm_params *ps = mamba_params(m);
+        int k = ssm_params_find(ps, "lm_head.weight");
+        if (k >= 0) lm_head = ssm_params_data(ps, k);
+    }
+    const float *emb = param(m, "embedding.weight", 0);
+    uint16_t *next = NULL;
+    if (d->bf16) {
+        int64_t total = per_layer * d->n_layers + V * dm * (lm_head ? 2 : 1);
+        d->bf16_store = ssm_xmalloc((size_t)total * sizeof(uint16_t));
+        next = d->bf16_store;
+    }
+    d->A_store = FALLOC((int64_t)d->n_layers * di * N);
+    d->layer = ssm_xcalloc((size_t)d->n_layers, sizeof *d->layer);
+    for (int i = 0; i < d->n_layers; i++) {
+        dec_layer *l = &d->layer[i];
+        l->norm = param(m, "layers.%d.norm.weight", i);
+        l->conv_w = param(m, "layers.%d.mixer.conv1d.weight", i);
+        l->conv_b = param(m, "layers.%d.mixer.conv1d.bias", i);
+        l->dt_b = param(m, "layers.%d.mixer.dt_proj.bias", i);
+        l->D = param(m, "layers.%d.mixer.D", i);
+        const float *alog = param(m, "layers.%d.mixer.A_log", i);
+        l->A = d->A_store + (int64_t)i * di * N;
+        for (int64_t j = 0; j < di * N; j++) l->A[j] = -expf(alog[j]);   /* as mamba_forward */
+        const float *in_proj = param(m, "layers.%d.mixer.in_proj.weight", i);
+        const float *x_proj = param(m, "layers.%d.mixer.x_proj.weight", i);
+        const float *dt_w = param(m, "layers.%d.mixer.dt_proj.weight", i);
+        const float *out_proj = param(m, "layers.%d.mixer.out_proj.weight", i);
+        if (d->bf16) {
+            l->in_proj = to_bf16(&next, in_proj, 2 * di * dm);
+            l->x_proj = to_bf16(&next, x_proj, nbc * di);
+            l->dt_w = to_bf16(&next, dt_w, di * R);
+            l->out_proj = to_bf16(&next, out_proj, dm * di);
+        } else {
+            l->in_proj = in_proj; l->x_proj = x_proj; l->dt_w = dt_w; l->out_proj = out_proj;
+        }
+    }
+    d->norm_f = param(m, "norm_f.weight", 0);
+    if (d->bf16) {
+        d->emb = to_bf16(&next, emb, V * dm);
+        d->head = lm_head ? to_bf16(&next, lm_head, V * dm) : d->emb;
+    } else {
+        d->emb = emb;
+        d->head = lm_head ? lm_head : emb;
+    }
+    int64_t B = max_batch;
+    d->xr = FALLOC(B * di); d->z = FALLOC(B * di); d->u = FALLOC(B * di); d->y = FALLOC(B * di);
+    d->delta = FALLOC(B * di);
+    d->dbc_part = FALLOC((int64_t)d->parts * B * nbc);
+    d->out_part = FALLOC((int64_t)d->parts * B * dm);
+    d->priv = ssm_xcalloc((size_t)d->threads, sizeof *d->priv);
+    for (int t = 0; t < d->threads; t++) {
+        d->priv[t].h = FALLOC(B * dm); d->priv[t].xn = FALLOC(B * dm); d->priv[t].dbc = FALLOC(B * nbc);
+    }
+    return d;
+}
+
+void mamba_decoder_free(mamba_decoder *d) {
+    if (!d) return;
+    for (int t = 0; t < d->threads; t++) { free(d->priv[t].h); free(d->priv[t].xn); free(d->priv[t].dbc); }
+    free(d->priv);
+    free(d->xr); free(d->z); free(d->u); free(d->y); free(d->delta); free(d->dbc_part); free(d->out_part);
+    free(d->layer); free(d->A_store); free(d->bf16_store);
+    free(d);
+}
+
+void mamba_decoder_bytes(const mamba_decoder *d, int batch, int64_t *weight_bytes, int64_t *state_bytes) {
+    int64_t dm = d->dm, di = d->di, N = d->N, R = d->R, nbc = d->nbc, V = d->V, K = d->K;
+    int64_t wb = d->bf16 ? 2 : 4;
+    int64_t matrices = (2 * di * dm + nbc * di + di * R + dm * di) * d->n_layers + V * dm;
+    if (d->head != d->emb) matrices += V * dm;
+    int64_t vectors = (dm + di * K + di + di + di + di * N) * d->n_layers + dm;   /* norm conv_w conv_b dt_b D A; norm_f */
+    *weight_bytes = matrices * wb + vectors * 4 + (int64_t)batch * dm * wb;   /* + the embedding rows */
+    *state_bytes = 2 * (int64_t)batch * d->n_layers * di * (K + N) * 4 + (int64_t)batch * V * 4;
+}
+
+/* ---- the step -------------------------------------------------------------------------------- */
+/* exp(x) = 2^k exp(r), |r| <= ln2/2, a degree-6 polynomial (relative error < 2e-7), clamped to
+ * [-87, 88]; vectorizes (the same function as nn.c's). */
+static inline float fast_expf(float x) {
+    const float magic = 12582912.0f;
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float kf = (x * 1.44269504088896341f + magic) - magic;
+    float r = x - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
+    float q = 1.0f / 720;
+    q = q * r + 1.0f / 120; q = q * r + 1.0f / 24; q = q * r + 1.0f / 6;
+    q = q * r + 0.5f; q = q * r + 1.0f; q = q * r + 1.0f;
+    union { float f; int32_t i; } sc;
+    sc.i = ((int32_t)kf + 127) * (1 << 23);
+    return q * sc.f;
+}
+/* softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; log1p(e) = 2 atanh(s),
+ * s = e / (2 + e) <= 1/3, by its series to s^13 (error < 1e-7). */
+static inline float fast_softplus(float x) {
+    float e = fast_expf(-fabsf(x));
+    float s = e / (2.0f + e), s2 = s * s;
+    float p = 1.0f / 13;
+    p = p * s2 + 1.0f / 11; p = p * s2 + 1.0f / 9; p = p * s2 + 1.0f / 7; p = p * s2 + 1.0f / 5;
+    p = p * s2 + 1.0f / 3; p = p * s2 + 1.0f;
+    return (x > 0 ? x : 0.0f) + 2.0f * s * p;
+}
+static inline float fast_silu(float x) { return x / (1.0f + fast_expf(-x)); }
+
+static inline void matvec(const mamba_decoder *d, float *out, int64_t ldo, const void *W, int64_t w_off, int64_t ldw,
+                          const float *x, int64_t ldx, int64_t n_out, int64_t n_in, int batch) {
+    if (d->bf16) ssm_matvec_bf16(out, ldo, (const uint16_t *)W + w_off, ldw, x, ldx, n_out, n_in, batch, 0);
+    else ssm_matvec_f32(out, ldo, (const float *)W + w_off, ldw, x, ldx, n_out, n_in, batch, 0);
+}
+
+static inline void rmsnorm_rows(float *out, const float *x, const float *w, int batch, int64_t C, float eps) {
+    for (int b = 0; b < batch; b++) {
+        const float *xb = x + b * C;
+        double ss = 0;
+        for (int64_t c = 0; c < C; c++) ss += (double)xb[c] * xb[c];
+        float r = (float)(1.0 / sqrt(ss / (double)C + eps));
+        for (int64_t c = 0; c < C; c++) out[b * C + c] = xb[c] * r * w[c];
+    }
+}
+
+static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, const int32_t *tokens, int batch,
+                                                              mamba_state *s, float *logits, int t, int T) {
+    const int64_t dm = d->dm, di = d->di, N = d->N, R = d->R, K = d->K, nbc = d->nbc, V = d->V;
+    const int P = d->parts;
+    float *h = d->priv[t].h, *xn = d->priv[t].xn, *dbc = d->priv[t].dbc;
+    for (int b = 0; b < batch; b++) {
+        if (d->bf16) {
+            const uint16_t *e = (const uint16_t *)d->emb + (int64_t)tokens[b] * dm;
+            for (int64_t j = 0; j < dm; j++) { uint32_t bits = (uint32_t)e[j] << 16; memcpy(&h[b * dm + j], &bits, 4); }
+        } else {
+            memcpy(h + b * dm, (const float *)d->emb + (int64_t)tokens[b] * dm, (size_t)dm * sizeof(float));
+        }
+    }
+    for (int i = 0; i < d->n_layers; i++) {
+        const dec_layer *l = &d->layer[i];
+        float *conv_state = s->conv_state[i], *ssm_state = s->ssm_state[i];
+        rmsnorm_rows(xn, h, l->norm, batch, dm, d->eps);
+        for (int p = t; p < P; p += T) {
+            int64_t c0 = p * di / P, c1 = (p + 1) * di / P, nc = c1 - c0;
+            matvec(d, d->xr + c0, di, l->in_proj, c0 * dm, dm, xn, dm, nc, dm, batch);
+            matvec(d, d->z + c0, di, l->in_proj, (di + c0) * dm, dm, xn, dm, nc, dm, batch);
+            for (int b = 0; b < batch; b++) {
+                float *xr = d->xr + b * di, *u = d->u + b * di;
+                for (int64_t c = c0; c < c1; c++) {
+                    float *st = conv_state + ((int64_t)b * di + c) * K;
+                    const float *w = l->conv_w + c * K;
+                    float acc = l->conv_b[c];
+                    for (int64_t k = 0; k + 1 < K; k++) { acc += w[k] * st[k + 1]; st[k] = st[k + 1]; }
+                    acc += w[K - 1] * xr[c];
+                    st[K - 1] = xr[c];
+                    u[c] = acc;
+                }
+                for (int64_t c = c0; c < c1; c++) u[c] = fast_silu(u[c]);
+            }
+            matvec(d, d->dbc_part + (int64_t)p * batch * nbc, nbc, l->x_proj, c0, di, d->u + c0, di, nbc, nc, batch);
+        }
+#pragma omp barrier
+        for (int64_t j = 0; j < batch * nbc; j++) {
+            float acc = d->dbc_part[j];
+            for (int p = 1; p < P; p++) acc += d->dbc_part[(int64_t)p * batch * nbc + j];
+            dbc[j] = acc;
+        }
+        for (int p = t; p < P; p += T) {
+            int64_t c0 = p * di / P, c1 = (p + 1) * di / P, nc = c1 - c0;
+            matvec(d, d->delta + c0, di, l->dt_w, c0 * R, R, dbc, nbc, nc, R, batch);
+            for (int b = 0; b < batch; b++) {
+                const float *Bv = dbc + b * nbc + R, *Cv = Bv + N;
+                float *delta = d->delta + b * di, *u = d->u + b * di, *z = d->z + b * di, *y = d->y + b * di;
+                for (int64_t c = c0; c < c1; c++) delta[c] = fast_softplus(delta[c] + l->dt_b[c]);
+                for (int64_t c = c0; c < c1; c++) {
+                    float dt = delta[c], dtu = dt * u[c];
+                    float *hs = ssm_state + ((int64_t)b * di + c) * N;
+                    const float *A = l->A + c * N;
+                    float prod[64], acc = 0;
+                    if (N <= 64) {
+                        for (int64_t n = 0; n < N; n++) {
+                            float hn = fast_expf(dt * A[n]) * hs[n] + dtu * Bv[n];
+                            hs[n] = hn;
+                            prod[n] = Cv[n] * hn;
+                        }
+                        for (int64_t n = 0; n < N; n++) acc += prod[n];
+                    } else {
+                        for (int64_t n = 0; n < N; n++) {
+                            float hn = fast_expf(dt * A[n]) * hs[n] + dtu * Bv[n];
+                            hs[n] = hn;
+                            acc += Cv[n] * hn;
+                        }
+                    }
+                    y[c] = acc + l->D[c] * u[c];
+                }
+                for (int64_t c = c0; c < c1; c++) y[c] *= fast_silu(z[c]);
+            }
+            matvec(d, d->out_part + (int64_t)p * batch * dm, dm, l->out_proj, c0, di, d->y + c0, di, dm, nc, batch);
+        }
+#pragma omp barrier
+        for (int64_t j = 0; j < batch * dm; j++) {
+            float acc = d->out_part[j];
+            for (int p = 1; p < P; p++) acc += d->out_part[(int64_t)p * batch * dm + j];
+            h[j] += acc;
+        }
+    }
+    rmsnorm_rows(xn, h, d->norm_f, batch, dm, d->eps);
+    int64_t r0 = t * V / T, r1 = (t + 1) * V / T;
+    matvec(d, logits + r0, V, d->head, r0 * dm, dm, xn, dm, r1 - r0, dm, batch);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,prefer-vector-width=512")))
+static void step_thread_avx512(mamba_decoder *d, const int32_t *tokens, int batch, mamba_state *s, float *logits, int t, int T) {
+    step_thread(d, tokens, batch, s, logits, t, T);
+}
+static void step_thread_plain(mamba_decoder *d, const int32_t *tokens, int batch, mamba_state *s, float *logits, int t, int T) {
+    step_thread(d, tokens, batch, s, logits, t, T);
+}
+
+void mamba_decode_step(mamba_decoder *d, const int32_t *tokens, int batch, mamba_state *s, float *logits) {
+    if (batch < 1 || batch > d->max_batch) ssm_die("mamba decoder: batch %d not in [1, %d]", batch, d->max_batch);
+    if (s->batch != batch || s->n_layers != d->n_layers || s->d_inner != d->di || s->d_state != d->N || s->d_conv != d->K)
+        ssm_die("mamba decoder: the state is for batch %d (%d layers), the step for batch %d", s->batch, s->n_layers, batch);
+    for (int b = 0; b < batch; b++)
+        if (tokens[b] < 0 || tokens[b] >= d->V) ssm_die("mamba: token %d out of range [0, %d)", tokens[b], d->V);
+    int fast = ssm_matvec_fast();
+#pragma omp parallel num_threads(d->threads) if (d->threads > 1)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        if (fast) step_thread_avx512(d, tokens, batch, s, logits, t, T);
+        else step_thread_plain(d, tokens, batch, s, logits, t, T);
+    }
+}

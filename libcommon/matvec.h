@@ -1,0 +1,30 @@
+/* matvec.h - matrix times a few vectors, for recurrent decoding: every weight is read once per
+ * call whatever the batch, so a decode step streams the model's weights at memory bandwidth.
+ *
+ *   out[b * ldo + o]  = sum_{i < n_in} W[o * ldw + i] * x[b * ldx + i]      (accumulate 0)
+ *   out[b * ldo + o] += ...                                                  (accumulate 1)
+ * for o < n_out, b < batch.  W is (n_out, ldw) row-major, float32 or bf16 (the upper 16 bits of
+ * a float32, converted exactly to float32 in registers); sums in float32.
+ *
+ * The AVX-512 kernel (used when the CPU has it) keeps 16 partial sums per (row, vector) over
+ * i mod 16 and adds them in a fixed order, so the result depends on the sizes only (never on the
+ * thread that calls it, nor on whether W is f32 or the same values in bf16).  The plain loop
+ * ssm_matvec_ref is its reference (tests/unit/test_matvec.c).
+ */
+#ifndef SSM_MATVEC_H
+#define SSM_MATVEC_H
+
+#include <stdint.h>
+
+void ssm_matvec_f32(float *out, int64_t ldo, const float *W, int64_t ldw, const float *x,
+                    int64_t ldx, int64_t n_out, int64_t n_in, int batch, int accumulate);
+void ssm_matvec_bf16(float *out, int64_t ldo, const uint16_t *W, int64_t ldw, const float *x,
+                     int64_t ldx, int64_t n_out, int64_t n_in, int batch, int accumulate);
+/* The plain loop (double sums), W f32 when bf16 == 0 else uint16 bf16. */
+void ssm_matvec_ref(float *out, int64_t ldo, const void *W, int bf16, int64_t ldw, const float *x,
+                    int64_t ldx, int64_t n_out, int64_t n_in, int batch, int accumulate);
+/* 1 when the AVX-512 kernel is in use (SSM_MATVEC_PLAIN=1 in the environment forces the plain
+ * C loop, for comparisons). */
+int ssm_matvec_fast(void);
+
+#endif
