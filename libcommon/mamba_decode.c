@@ -7,14 +7,16 @@
  *     xr, z     = in_proj[c] . xn,  in_proj[d_inner + c] . xn
  *     xc        = conv_b[c] + sum_k conv_w[c, k] [conv_state[c, 1..K-1] | xr][k];  state shifted
  *     u         = silu(xc)
- *     dbc_part  = x_proj[:, c0:c1] . u[c0:c1]                (nbc = dt_rank + 2 N partial sums)
+ *     dbc_part  = x_proj[:, c0:c1] . u[c0:c1]                (nbc = dt_rank + 2 N partial sums;
+ *                 x_proj is copied part-major at load, so that each part's columns are one
+ *                 contiguous block: a column slice of the row-major matrix streams at half speed)
  *   barrier;  dbc = sum over parts (in part order, each thread its own copy)
  *   per part:
  *     dt        = softplus(dt_proj[c] . dbc[:dt_rank] + dt_bias[c])
  *     h[c, n]   = exp(dt A[c, n]) h[c, n] + dt u B[n];   y = sum_n C[n] h[c, n] + D[c] u
  *     y        *= silu(z)
- *     out_part  = out_proj[:, c0:c1] . y[c0:c1]              (d_model partial sums)
- *   barrier;  h += sum over parts (in part order, each thread its own copy)
+ *   barrier;  out = out_proj . y, its rows split among the threads (whole rows: one stream)
+ *   barrier;  h += out (each thread its own copy)
  * Then RMSNorm(h) and the LM head, its rows split among the threads.
  */
 #include "mamba_decode.h"
@@ -25,6 +27,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cli.h"
 #include "matvec.h"
@@ -50,7 +53,8 @@ struct mamba_decoder {
     uint16_t *bf16_store;
     float *A_store;
     /* shared: (max_batch, d_inner) each; partial sums (parts, max_batch, width) */
-    float *xr, *z, *u, *y, *delta, *dbc_part, *out_part;
+    float *xr, *z, *u, *y, *delta, *dbc_part, *out;
+    float *x_proj_store;      /* f32 weights: the part-major copies of x_proj */
     dec_private *priv;
 };
 
@@ -63,6 +67,14 @@ static const float *param(mamba_model *m, const char *fmt, int i) {
     int k = ssm_params_find(ps, name);
     if (k < 0) ssm_die("mamba decoder: missing parameter '%s'", name);
     return ssm_params_data(ps, k);
+}
+
+/* x_proj (nbc, di) -> part-major (the block of part p: (nbc, c1 - c0) at nbc * c0). */
+static void x_proj_part_major(float *dst, const float *src, int64_t nbc, int64_t di, int P) {
+    for (int p = 0; p < P; p++) {
+        int64_t c0 = p * di / P, c1 = (p + 1) * di / P, nc = c1 - c0;
+        for (int64_t j = 0; j < nbc; j++) memcpy(dst + nbc * c0 + j * nc, src + j * di + c0, (size_t)nc * sizeof(float));
+    }
 }
 
 /* n floats -> bf16 at *next (round to nearest even), returns the copy. */
@@ -99,10 +111,17 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
     uint16_t *next = NULL;
     if (d->bf16) {
         int64_t total = per_layer * d->n_layers + V * dm * (lm_head ? 2 : 1);
-        d->bf16_store = ssm_xmalloc((size_t)total * sizeof(uint16_t));
+        /* on 2 MiB boundaries with transparent huge pages asked for, as params.c does */
+        size_t bytes = (size_t)total * sizeof(uint16_t), align = (size_t)2 << 20;
+        size_t rounded = (bytes + align - 1) / align * align;
+        void *p = NULL;
+        if (posix_memalign(&p, align, rounded) != 0) ssm_die("mamba decoder: out of memory (%zu bytes of bf16 weights)", rounded);
+        madvise(p, rounded, MADV_HUGEPAGE);
+        d->bf16_store = p;
         next = d->bf16_store;
     }
     d->A_store = FALLOC((int64_t)d->n_layers * di * N);
+    d->x_proj_store = FALLOC((int64_t)d->n_layers * nbc * di);
     d->layer = ssm_xcalloc((size_t)d->n_layers, sizeof *d->layer);
     for (int i = 0; i < d->n_layers; i++) {
         dec_layer *l = &d->layer[i];
@@ -115,7 +134,8 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
         l->A = d->A_store + (int64_t)i * di * N;
         for (int64_t j = 0; j < di * N; j++) l->A[j] = -expf(alog[j]);   /* as mamba_forward */
         const float *in_proj = param(m, "layers.%d.mixer.in_proj.weight", i);
-        const float *x_proj = param(m, "layers.%d.mixer.x_proj.weight", i);
+        float *x_proj = d->x_proj_store + (int64_t)i * nbc * di;
+        x_proj_part_major(x_proj, param(m, "layers.%d.mixer.x_proj.weight", i), nbc, di, d->parts);
         const float *dt_w = param(m, "layers.%d.mixer.dt_proj.weight", i);
         const float *out_proj = param(m, "layers.%d.mixer.out_proj.weight", i);
         if (d->bf16) {
@@ -139,7 +159,7 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
     d->xr = FALLOC(B * di); d->z = FALLOC(B * di); d->u = FALLOC(B * di); d->y = FALLOC(B * di);
     d->delta = FALLOC(B * di);
     d->dbc_part = FALLOC((int64_t)d->parts * B * nbc);
-    d->out_part = FALLOC((int64_t)d->parts * B * dm);
+    d->out = FALLOC(B * dm);
     d->priv = ssm_xcalloc((size_t)d->threads, sizeof *d->priv);
     for (int t = 0; t < d->threads; t++) {
         d->priv[t].h = FALLOC(B * dm); d->priv[t].xn = FALLOC(B * dm); d->priv[t].dbc = FALLOC(B * nbc);
@@ -151,7 +171,7 @@ void mamba_decoder_free(mamba_decoder *d) {
     if (!d) return;
     for (int t = 0; t < d->threads; t++) { free(d->priv[t].h); free(d->priv[t].xn); free(d->priv[t].dbc); }
     free(d->priv);
-    free(d->xr); free(d->z); free(d->u); free(d->y); free(d->delta); free(d->dbc_part); free(d->out_part);
+    free(d->xr); free(d->z); free(d->u); free(d->y); free(d->delta); free(d->dbc_part); free(d->out); free(d->x_proj_store);
     free(d->layer); free(d->A_store); free(d->bf16_store);
     free(d);
 }
@@ -243,7 +263,7 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
                 }
                 for (int64_t c = c0; c < c1; c++) u[c] = fast_silu(u[c]);
             }
-            matvec(d, d->dbc_part + (int64_t)p * batch * nbc, nbc, l->x_proj, c0, di, d->u + c0, di, nbc, nc, batch);
+            matvec(d, d->dbc_part + (int64_t)p * batch * nbc, nbc, l->x_proj, nbc * c0, nc, d->u + c0, di, nbc, nc, batch);
         }
 #pragma omp barrier
         for (int64_t j = 0; j < batch * nbc; j++) {
@@ -281,14 +301,12 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
                 }
                 for (int64_t c = c0; c < c1; c++) y[c] *= fast_silu(z[c]);
             }
-            matvec(d, d->out_part + (int64_t)p * batch * dm, dm, l->out_proj, c0, di, d->y + c0, di, dm, nc, batch);
         }
 #pragma omp barrier
-        for (int64_t j = 0; j < batch * dm; j++) {
-            float acc = d->out_part[j];
-            for (int p = 1; p < P; p++) acc += d->out_part[(int64_t)p * batch * dm + j];
-            h[j] += acc;
-        }
+        int64_t o0 = t * dm / T, o1 = (t + 1) * dm / T;
+        matvec(d, d->out + o0, dm, l->out_proj, o0 * di, di, d->y, di, o1 - o0, di, batch);
+#pragma omp barrier
+        for (int64_t j = 0; j < batch * dm; j++) h[j] += d->out[j];
     }
     rmsnorm_rows(xn, h, d->norm_f, batch, dm, d->eps);
     int64_t r0 = t * V / T, r1 = (t + 1) * V / T;

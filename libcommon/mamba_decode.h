@@ -14,12 +14,12 @@
  *     an untied lm_head) are kept as bf16 copies (rounded to nearest even; exact when the
  *     checkpoint was bf16) and converted to float32 in registers (matvec.h); the norms, conv,
  *     biases, A, D and the state stay float32.  The results equal the float32 decoder's on a
- *     model whose matrices hold the same bf16-rounded values.
+ *     model whose matrices hold the same bf16-rounded values up to float32 summation order.
  *   - Threads: d_inner is cut into P = max(2, threads) fixed parts of channels; a thread runs
- *     in_proj, conv, silu, dt_proj and the scan of its parts and their share of x_proj and
- *     out_proj (partial sums added in part order), so a layer has two barriers.  The LM head's
- *     rows are split among the threads.  Results do not depend on the thread count for 1 or 2
- *     threads (P = 2 for both).
+ *     in_proj, conv, silu, dt_proj and the scan of its parts and their share of x_proj (partial
+ *     sums added in part order); out_proj and the LM head are split by rows.  Three barriers per
+ *     layer, no allocation, no other synchronization.  Results do not depend on the thread count
+ *     for 1 or 2 threads (P = 2 for both).
  * Not for classification models (n_classes > 0) or feature input (vocab_size == 0).
  */
 #ifndef SSM_MAMBA_DECODE_H

@@ -6,10 +6,12 @@
  * for o < n_out, b < batch.  W is (n_out, ldw) row-major, float32 or bf16 (the upper 16 bits of
  * a float32, converted exactly to float32 in registers); sums in float32.
  *
- * The AVX-512 kernel (used when the CPU has it) keeps 16 partial sums per (row, vector) over
- * i mod 16 and adds them in a fixed order, so the result depends on the sizes only (never on the
- * thread that calls it, nor on whether W is f32 or the same values in bf16).  The plain loop
- * ssm_matvec_ref is its reference (tests/unit/test_matvec.c).
+ * The AVX-512 kernels (used when the CPU has them) keep 16 partial sums per (row, vector) and add
+ * them in a fixed order, so a result depends on the sizes only, never on the batch it is computed
+ * in nor on the thread.  The f32 kernel sums i mod 16 per lane; the bf16 kernel takes 32 weights
+ * per load and sums the even and the odd ones of lane j (conversion by shift and mask, no
+ * shuffle), so the two agree to rounding, not bit for bit.  The plain loop ssm_matvec_ref is their
+ * reference (tests/unit/test_mamba_decode.c).
  */
 #ifndef SSM_MATVEC_H
 #define SSM_MATVEC_H

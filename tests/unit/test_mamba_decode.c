@@ -7,8 +7,9 @@
  *      the parallel pass in test_generate_step.c): logits and states to 1e-4 over 24 steps, for
  *      batch 1 and 3, 1 and 2 threads; one thread and two give the same bits; a sequence decoded
  *      alone gives the same bits as in a batch;
- *   3. the bf16 decoder equals, bit for bit, the f32 decoder on a model whose matrices hold the
- *      same bf16-rounded values, and differs from the unrounded model's (the test can fail). */
+ *   3. the bf16 decoder equals the f32 decoder on a model whose matrices hold the same
+ *      bf16-rounded values (to 1e-5: only the order of float32 sums differs), and differs from the
+ *      unrounded model's by more (the test can fail). */
 #include "check.h"
 #include "cli.h"
 #include "matvec.h"
@@ -148,18 +149,18 @@ static void test_bf16(int d_model, int n_layers, int d_state, int vocab, int tie
     float *lb = ssm_xmalloc((size_t)batch * vocab * sizeof(float)), *lr = ssm_xmalloc((size_t)batch * vocab * sizeof(float)),
           *lf = ssm_xmalloc((size_t)batch * vocab * sizeof(float));
     int32_t tok[16];
-    int same = 1;
-    double diff = 0;
+    double same = 0, diff = 0;
     for (int k = 0; k < 12; k++) {
         for (int b = 0; b < batch; b++) tok[b] = (int32_t)(test_next() % (uint64_t)vocab);
         mamba_decode_step(db, tok, batch, sb, lb);
         mamba_decode_step(dr, tok, batch, sr, lr);
         mamba_decode_step(df, tok, batch, sf, lf);
-        same &= memcmp(lb, lr, (size_t)batch * vocab * sizeof(float)) == 0;
+        same = fmax(same, rel_err(lb, lr, (int64_t)batch * vocab));
         diff = fmax(diff, rel_err(lb, lf, (int64_t)batch * vocab));
     }
-    CHECK(same && same_state(sb, sr), "bf16 weights == f32 weights holding the bf16-rounded values, bit for bit (batch %d, %s)",
-          batch, tied ? "tied" : "untied");
+    for (int i = 0; i < n_layers; i++) same = fmax(same, rel_err(sb->ssm_state[i], sr->ssm_state[i], (int64_t)batch * sb->d_inner * d_state));
+    CHECK_REL_ERR(same, 1e-5, "bf16 weights vs f32 weights holding the bf16-rounded values, logits and states (batch %d, %s)",
+                  batch, tied ? "tied" : "untied");
     CHECK(diff > 1e-5 && diff < 0.05, "bf16 rounding changes the logits of the unrounded model by %.2e (expected 1e-5 .. 0.05)", diff);
     free(lb); free(lr); free(lf);
     mamba_state_free(sb); mamba_state_free(sr); mamba_state_free(sf);
