@@ -1,23 +1,25 @@
 /* mamba_decode.c - the recurrent decode step (see mamba_decode.h for the contract).
  *
- * One layer for B sequences (every buffer (B, width), row b = sequence b), channels c of d_inner
- * in P parts [c0, c1):
+ * One layer for B sequences (every buffer (B, width), row b = sequence b), the d_inner channels
+ * in chunks q of CHUNK channels [c0, c1); the threads take chunks (and blocks of rows) from a
+ * shared counter, so a thread slowed by the machine is not waited for longer than one chunk:
  *     xn        = RMSNorm(h)                                 (private to each thread: tiny)
- *   per part (its thread):
+ *   per chunk:
  *     xr, z     = in_proj[c] . xn,  in_proj[d_inner + c] . xn
  *     xc        = conv_b[c] + sum_k conv_w[c, k] [conv_state[c, 1..K-1] | xr][k];  state shifted
  *     u         = silu(xc)
- *     dbc_part  = x_proj[:, c0:c1] . u[c0:c1]                (nbc = dt_rank + 2 N partial sums;
- *                 x_proj is copied part-major at load, so that each part's columns are one
+ *     dbc_q     = x_proj[:, c0:c1] . u[c0:c1]                (nbc = dt_rank + 2 N partial sums;
+ *                 x_proj is copied chunk-major at load, so that each chunk's columns are one
  *                 contiguous block: a column slice of the row-major matrix streams at half speed)
- *   barrier;  dbc = sum over parts (in part order, each thread its own copy)
- *   per part:
+ *   barrier;  dbc = sum over chunks in chunk order (each thread its own copy)
+ *   per chunk:
  *     dt        = softplus(dt_proj[c] . dbc[:dt_rank] + dt_bias[c])
  *     h[c, n]   = exp(dt A[c, n]) h[c, n] + dt u B[n];   y = sum_n C[n] h[c, n] + D[c] u
  *     y        *= silu(z)
- *   barrier;  out = out_proj . y, its rows split among the threads (whole rows: one stream)
+ *   barrier;  out = out_proj . y, by blocks of whole rows (one stream each)
  *   barrier;  h += out (each thread its own copy)
- * Then RMSNorm(h) and the LM head, its rows split among the threads.
+ * Then RMSNorm(h) and the LM head by blocks of rows.  Which thread computes what never changes a
+ * sum, so the results do not depend on the thread count.
  */
 #include "mamba_decode.h"
 
@@ -45,14 +47,15 @@ typedef struct {     /* one thread's private vectors, (max_batch, width) each */
 
 struct mamba_decoder {
     mamba_model *m;
-    int dm, di, N, R, K, nbc, V, n_layers, bf16, threads, parts, max_batch;
+    int dm, di, N, R, K, nbc, V, n_layers, bf16, threads, nchunks, max_batch;
+    int *next_work;           /* per step: a counter per (layer, phase) and one for the head */
     float eps;
     dec_layer *layer;
     const float *norm_f;
     const void *emb, *head;
     uint16_t *bf16_store;
     float *A_store;
-    /* shared: (max_batch, d_inner) each; partial sums (parts, max_batch, width) */
+    /* shared: (max_batch, d_inner) each; partial sums (nchunks, max_batch, nbc) */
     float *xr, *z, *u, *y, *delta, *dbc_part, *out;
     float *x_proj_store;      /* f32 weights: the part-major copies of x_proj */
     dec_private *priv;
@@ -69,10 +72,14 @@ static const float *param(mamba_model *m, const char *fmt, int i) {
     return ssm_params_data(ps, k);
 }
 
-/* x_proj (nbc, di) -> part-major (the block of part p: (nbc, c1 - c0) at nbc * c0). */
-static void x_proj_part_major(float *dst, const float *src, int64_t nbc, int64_t di, int P) {
-    for (int p = 0; p < P; p++) {
-        int64_t c0 = p * di / P, c1 = (p + 1) * di / P, nc = c1 - c0;
+#define CHUNK 64          /* channels per chunk */
+#define OUT_ROWS 32       /* out_proj rows per block */
+#define HEAD_ROWS 512     /* LM head rows per block */
+
+/* x_proj (nbc, di) -> chunk-major (the block of chunk q: (nbc, c1 - c0) at nbc * c0). */
+static void x_proj_chunk_major(float *dst, const float *src, int64_t nbc, int64_t di) {
+    for (int64_t c0 = 0; c0 < di; c0 += CHUNK) {
+        int64_t c1 = c0 + CHUNK < di ? c0 + CHUNK : di, nc = c1 - c0;
         for (int64_t j = 0; j < nbc; j++) memcpy(dst + nbc * c0 + j * nc, src + j * di + c0, (size_t)nc * sizeof(float));
     }
 }
@@ -97,8 +104,8 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
     d->K = c->d_conv; d->nbc = d->R + 2 * d->N; d->V = c->vocab_size; d->n_layers = c->n_layers;
     d->eps = c->norm_eps; d->bf16 = weight_dtype == SSM_BF16; d->max_batch = max_batch;
     d->threads = threads > 0 ? threads : omp_get_max_threads();
-    d->parts = d->threads < 2 ? 2 : d->threads;
-    if (d->parts > d->di) d->parts = d->di;
+    d->nchunks = (d->di + CHUNK - 1) / CHUNK;
+    d->next_work = ssm_xcalloc((size_t)(3 * d->n_layers + 1), sizeof(int));
     int64_t dm = d->dm, di = d->di, N = d->N, R = d->R, nbc = d->nbc, V = d->V;
     int64_t per_layer = 2 * di * dm + nbc * di + di * R + dm * di;
     const float *lm_head = NULL;
@@ -135,7 +142,7 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
         for (int64_t j = 0; j < di * N; j++) l->A[j] = -expf(alog[j]);   /* as mamba_forward */
         const float *in_proj = param(m, "layers.%d.mixer.in_proj.weight", i);
         float *x_proj = d->x_proj_store + (int64_t)i * nbc * di;
-        x_proj_part_major(x_proj, param(m, "layers.%d.mixer.x_proj.weight", i), nbc, di, d->parts);
+        x_proj_chunk_major(x_proj, param(m, "layers.%d.mixer.x_proj.weight", i), nbc, di);
         const float *dt_w = param(m, "layers.%d.mixer.dt_proj.weight", i);
         const float *out_proj = param(m, "layers.%d.mixer.out_proj.weight", i);
         if (d->bf16) {
@@ -158,7 +165,7 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
     int64_t B = max_batch;
     d->xr = FALLOC(B * di); d->z = FALLOC(B * di); d->u = FALLOC(B * di); d->y = FALLOC(B * di);
     d->delta = FALLOC(B * di);
-    d->dbc_part = FALLOC((int64_t)d->parts * B * nbc);
+    d->dbc_part = FALLOC((int64_t)d->nchunks * B * nbc);
     d->out = FALLOC(B * dm);
     d->priv = ssm_xcalloc((size_t)d->threads, sizeof *d->priv);
     for (int t = 0; t < d->threads; t++) {
@@ -172,6 +179,7 @@ void mamba_decoder_free(mamba_decoder *d) {
     for (int t = 0; t < d->threads; t++) { free(d->priv[t].h); free(d->priv[t].xn); free(d->priv[t].dbc); }
     free(d->priv);
     free(d->xr); free(d->z); free(d->u); free(d->y); free(d->delta); free(d->dbc_part); free(d->out); free(d->x_proj_store);
+    free(d->next_work);
     free(d->layer); free(d->A_store); free(d->bf16_store);
     free(d);
 }
@@ -232,7 +240,9 @@ static inline void rmsnorm_rows(float *out, const float *x, const float *w, int 
 static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, const int32_t *tokens, int batch,
                                                               mamba_state *s, float *logits, int t, int T) {
     const int64_t dm = d->dm, di = d->di, N = d->N, R = d->R, K = d->K, nbc = d->nbc, V = d->V;
-    const int P = d->parts;
+    (void)T;
+    const int Q = d->nchunks;
+    int *next_work = d->next_work;
     float *h = d->priv[t].h, *xn = d->priv[t].xn, *dbc = d->priv[t].dbc;
     for (int b = 0; b < batch; b++) {
         if (d->bf16) {
@@ -246,8 +256,8 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
         const dec_layer *l = &d->layer[i];
         float *conv_state = s->conv_state[i], *ssm_state = s->ssm_state[i];
         rmsnorm_rows(xn, h, l->norm, batch, dm, d->eps);
-        for (int p = t; p < P; p += T) {
-            int64_t c0 = p * di / P, c1 = (p + 1) * di / P, nc = c1 - c0;
+        for (int q; (q = __atomic_fetch_add(&next_work[3 * i], 1, __ATOMIC_RELAXED)) < Q;) {
+            int64_t c0 = (int64_t)q * CHUNK, c1 = c0 + CHUNK < di ? c0 + CHUNK : di, nc = c1 - c0;
             matvec(d, d->xr + c0, di, l->in_proj, c0 * dm, dm, xn, dm, nc, dm, batch);
             matvec(d, d->z + c0, di, l->in_proj, (di + c0) * dm, dm, xn, dm, nc, dm, batch);
             for (int b = 0; b < batch; b++) {
@@ -263,16 +273,16 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
                 }
                 for (int64_t c = c0; c < c1; c++) u[c] = fast_silu(u[c]);
             }
-            matvec(d, d->dbc_part + (int64_t)p * batch * nbc, nbc, l->x_proj, nbc * c0, nc, d->u + c0, di, nbc, nc, batch);
+            matvec(d, d->dbc_part + (int64_t)q * batch * nbc, nbc, l->x_proj, nbc * c0, nc, d->u + c0, di, nbc, nc, batch);
         }
 #pragma omp barrier
         for (int64_t j = 0; j < batch * nbc; j++) {
             float acc = d->dbc_part[j];
-            for (int p = 1; p < P; p++) acc += d->dbc_part[(int64_t)p * batch * nbc + j];
+            for (int q = 1; q < Q; q++) acc += d->dbc_part[(int64_t)q * batch * nbc + j];
             dbc[j] = acc;
         }
-        for (int p = t; p < P; p += T) {
-            int64_t c0 = p * di / P, c1 = (p + 1) * di / P, nc = c1 - c0;
+        for (int q; (q = __atomic_fetch_add(&next_work[3 * i + 1], 1, __ATOMIC_RELAXED)) < Q;) {
+            int64_t c0 = (int64_t)q * CHUNK, c1 = c0 + CHUNK < di ? c0 + CHUNK : di, nc = c1 - c0;
             matvec(d, d->delta + c0, di, l->dt_w, c0 * R, R, dbc, nbc, nc, R, batch);
             for (int b = 0; b < batch; b++) {
                 const float *Bv = dbc + b * nbc + R, *Cv = Bv + N;
@@ -303,14 +313,18 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
             }
         }
 #pragma omp barrier
-        int64_t o0 = t * dm / T, o1 = (t + 1) * dm / T;
-        matvec(d, d->out + o0, dm, l->out_proj, o0 * di, di, d->y, di, o1 - o0, di, batch);
+        for (int q; (q = __atomic_fetch_add(&next_work[3 * i + 2], 1, __ATOMIC_RELAXED)) * OUT_ROWS < dm;) {
+            int64_t o0 = (int64_t)q * OUT_ROWS, o1 = o0 + OUT_ROWS < dm ? o0 + OUT_ROWS : dm;
+            matvec(d, d->out + o0, dm, l->out_proj, o0 * di, di, d->y, di, o1 - o0, di, batch);
+        }
 #pragma omp barrier
         for (int64_t j = 0; j < batch * dm; j++) h[j] += d->out[j];
     }
     rmsnorm_rows(xn, h, d->norm_f, batch, dm, d->eps);
-    int64_t r0 = t * V / T, r1 = (t + 1) * V / T;
-    matvec(d, logits + r0, V, d->head, r0 * dm, dm, xn, dm, r1 - r0, dm, batch);
+    for (int q; (q = __atomic_fetch_add(&next_work[3 * d->n_layers], 1, __ATOMIC_RELAXED)) * (int64_t)HEAD_ROWS < V;) {
+        int64_t r0 = (int64_t)q * HEAD_ROWS, r1 = r0 + HEAD_ROWS < V ? r0 + HEAD_ROWS : V;
+        matvec(d, logits + r0, V, d->head, r0 * dm, dm, xn, dm, r1 - r0, dm, batch);
+    }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,prefer-vector-width=512")))
@@ -328,6 +342,7 @@ void mamba_decode_step(mamba_decoder *d, const int32_t *tokens, int batch, mamba
     for (int b = 0; b < batch; b++)
         if (tokens[b] < 0 || tokens[b] >= d->V) ssm_die("mamba: token %d out of range [0, %d)", tokens[b], d->V);
     int fast = ssm_matvec_fast();
+    memset(d->next_work, 0, (size_t)(3 * d->n_layers + 1) * sizeof(int));
 #pragma omp parallel num_threads(d->threads) if (d->threads > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();

@@ -15,11 +15,12 @@
  *     checkpoint was bf16) and converted to float32 in registers (matvec.h); the norms, conv,
  *     biases, A, D and the state stay float32.  The results equal the float32 decoder's on a
  *     model whose matrices hold the same bf16-rounded values up to float32 summation order.
- *   - Threads: d_inner is cut into P = max(2, threads) fixed parts of channels; a thread runs
- *     in_proj, conv, silu, dt_proj and the scan of its parts and their share of x_proj (partial
- *     sums added in part order); out_proj and the LM head are split by rows.  Three barriers per
- *     layer, no allocation, no other synchronization.  Results do not depend on the thread count
- *     for 1 or 2 threads (P = 2 for both).
+ *   - Threads: d_inner is cut into fixed chunks of 64 channels; the threads take chunks from a
+ *     shared counter and run in_proj, conv, silu, x_proj (a partial sum per chunk, the partials
+ *     added in chunk order), dt_proj and the scan of each; out_proj and the LM head by blocks of
+ *     rows taken the same way.  Three barriers per layer, no allocation, no other
+ *     synchronization.  Which thread computes a chunk never changes a sum: the results do not
+ *     depend on the thread count.
  * Not for classification models (n_classes > 0) or feature input (vocab_size == 0).
  */
 #ifndef SSM_MAMBA_DECODE_H

@@ -5,8 +5,9 @@
  *      writing and accumulating;
  *   2. a decode step equals mamba_forward with L = 1 (the reference step, itself tested against
  *      the parallel pass in test_generate_step.c): logits and states to 1e-4 over 24 steps, for
- *      batch 1 and 3, 1 and 2 threads; one thread and two give the same bits; a sequence decoded
- *      alone gives the same bits as in a batch;
+ *      batch 1, 3 and 5, d_inner of one chunk and of several (64 channels each, the last one
+ *      partial); one thread and three give the same bits; a sequence decoded alone gives the same
+ *      bits as in a batch;
  *   3. the bf16 decoder equals the f32 decoder on a model whose matrices hold the same
  *      bf16-rounded values (to 1e-5: only the order of float32 sums differs), and differs from the
  *      unrounded model's by more (the test can fail). */
@@ -77,7 +78,7 @@ static int same_state(const mamba_state *a, const mamba_state *b) {
 static void test_decode_equals_forward(int d_model, int n_layers, int d_state, int d_conv, int vocab, int tied, int batch) {
     uint64_t seed = test_next();
     mamba_model *m = random_model(d_model, n_layers, d_state, d_conv, vocab, tied, seed);
-    mamba_decoder *d1 = mamba_decoder_new(m, SSM_F32, batch, 1), *d2 = mamba_decoder_new(m, SSM_F32, batch, 2);
+    mamba_decoder *d1 = mamba_decoder_new(m, SSM_F32, batch, 1), *d2 = mamba_decoder_new(m, SSM_F32, batch, 3);
     mamba_state *sr = mamba_state_new(m, batch), *s1 = mamba_state_new(m, batch), *s2 = mamba_state_new(m, batch);
     /* a short parallel prefill so that the states start non-zero */
     int32_t pre[5];
@@ -104,7 +105,7 @@ static void test_decode_equals_forward(int d_model, int n_layers, int d_state, i
     CHECK_REL_ERR(worst, 1e-4, "decode step vs mamba_forward L=1, logits over %d steps (d_model %d, N %d, K %d, batch %d, %s)",
                   steps, d_model, d_state, d_conv, batch, tied ? "tied" : "untied");
     CHECK_REL_ERR(worst_state, 1e-4, "decode step vs mamba_forward L=1, final states");
-    CHECK(same12 && same_state(s1, s2), "1 and 2 threads give the same bits (batch %d)", batch);
+    CHECK(same12 && same_state(s1, s2), "1 and 3 threads give the same bits (batch %d)", batch);
     if (batch > 1) {   /* the last sequence alone, from the same start, ends in the same bits */
         mamba_decoder *da = mamba_decoder_new(m, SSM_F32, 1, 2);
         mamba_state *sa = mamba_state_new(m, 1);
@@ -181,7 +182,9 @@ int main(void) {
     test_decode_equals_forward(16, 2, 16, 4, 50, 1, 1);
     test_decode_equals_forward(12, 3, 5, 3, 37, 0, 3);   /* odd N, d_conv 3, untied head, batch 3 */
     test_decode_equals_forward(8, 1, 1, 4, 11, 1, 5);    /* N = 1 */
+    test_decode_equals_forward(80, 2, 7, 4, 29, 1, 2);   /* d_inner 160: chunks of 64, 64, 32 */
     test_bf16(16, 2, 16, 50, 1, 1);
     test_bf16(12, 2, 5, 37, 0, 6);
+    test_bf16(72, 1, 16, 41, 1, 3);                      /* d_inner 144: 3 chunks */
     return check_summary("test_mamba_decode");
 }
