@@ -43,6 +43,7 @@ typedef struct {
 
 typedef struct {     /* one thread's private vectors, (max_batch, width) each */
     float *h, *xn, *dbc;
+    float *xn_p, *dt_p, *u_p, *y_p;   /* bf16 weights: xn, dbc's dt part, a chunk of u, y prepared */
 } dec_private;
 
 struct mamba_decoder {
@@ -170,13 +171,22 @@ mamba_decoder *mamba_decoder_new(mamba_model *m, int weight_dtype, int max_batch
     d->priv = ssm_xcalloc((size_t)d->threads, sizeof *d->priv);
     for (int t = 0; t < d->threads; t++) {
         d->priv[t].h = FALLOC(B * dm); d->priv[t].xn = FALLOC(B * dm); d->priv[t].dbc = FALLOC(B * nbc);
+        if (d->bf16) {
+            d->priv[t].xn_p = FALLOC(B * ssm_matvec_bf16_padded(dm));
+            d->priv[t].dt_p = FALLOC(B * ssm_matvec_bf16_padded(R));
+            d->priv[t].u_p = FALLOC(B * ssm_matvec_bf16_padded(CHUNK));
+            d->priv[t].y_p = FALLOC(B * ssm_matvec_bf16_padded(di));
+        }
     }
     return d;
 }
 
 void mamba_decoder_free(mamba_decoder *d) {
     if (!d) return;
-    for (int t = 0; t < d->threads; t++) { free(d->priv[t].h); free(d->priv[t].xn); free(d->priv[t].dbc); }
+    for (int t = 0; t < d->threads; t++) {
+        dec_private *p = &d->priv[t];
+        free(p->h); free(p->xn); free(p->dbc); free(p->xn_p); free(p->dt_p); free(p->u_p); free(p->y_p);
+    }
     free(d->priv);
     free(d->xr); free(d->z); free(d->u); free(d->y); free(d->delta); free(d->dbc_part); free(d->out); free(d->x_proj_store);
     free(d->next_work);
@@ -221,9 +231,10 @@ static inline float fast_softplus(float x) {
 }
 static inline float fast_silu(float x) { return x / (1.0f + fast_expf(-x)); }
 
+/* out = W x: float32 W reads x (ldx); bf16 W reads xp, x prepared by ssm_matvec_bf16_prepare. */
 static inline void matvec(const mamba_decoder *d, float *out, int64_t ldo, const void *W, int64_t w_off, int64_t ldw,
-                          const float *x, int64_t ldx, int64_t n_out, int64_t n_in, int batch) {
-    if (d->bf16) ssm_matvec_bf16(out, ldo, (const uint16_t *)W + w_off, ldw, x, ldx, n_out, n_in, batch, 0);
+                          const float *x, int64_t ldx, const float *xp, int64_t n_out, int64_t n_in, int batch) {
+    if (d->bf16) ssm_matvec_bf16_prepared(out, ldo, (const uint16_t *)W + w_off, ldw, xp, n_out, n_in, batch, 0);
     else ssm_matvec_f32(out, ldo, (const float *)W + w_off, ldw, x, ldx, n_out, n_in, batch, 0);
 }
 
@@ -243,7 +254,8 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
     (void)T;
     const int Q = d->nchunks;
     int *next_work = d->next_work;
-    float *h = d->priv[t].h, *xn = d->priv[t].xn, *dbc = d->priv[t].dbc;
+    dec_private *pv = &d->priv[t];
+    float *h = pv->h, *xn = pv->xn, *dbc = pv->dbc;
     for (int b = 0; b < batch; b++) {
         if (d->bf16) {
             const uint16_t *e = (const uint16_t *)d->emb + (int64_t)tokens[b] * dm;
@@ -256,10 +268,11 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
         const dec_layer *l = &d->layer[i];
         float *conv_state = s->conv_state[i], *ssm_state = s->ssm_state[i];
         rmsnorm_rows(xn, h, l->norm, batch, dm, d->eps);
+        if (d->bf16) ssm_matvec_bf16_prepare(pv->xn_p, xn, dm, dm, batch);
         for (int q; (q = __atomic_fetch_add(&next_work[3 * i], 1, __ATOMIC_RELAXED)) < Q;) {
             int64_t c0 = (int64_t)q * CHUNK, c1 = c0 + CHUNK < di ? c0 + CHUNK : di, nc = c1 - c0;
-            matvec(d, d->xr + c0, di, l->in_proj, c0 * dm, dm, xn, dm, nc, dm, batch);
-            matvec(d, d->z + c0, di, l->in_proj, (di + c0) * dm, dm, xn, dm, nc, dm, batch);
+            matvec(d, d->xr + c0, di, l->in_proj, c0 * dm, dm, xn, dm, pv->xn_p, nc, dm, batch);
+            matvec(d, d->z + c0, di, l->in_proj, (di + c0) * dm, dm, xn, dm, pv->xn_p, nc, dm, batch);
             for (int b = 0; b < batch; b++) {
                 float *xr = d->xr + b * di, *u = d->u + b * di;
                 for (int64_t c = c0; c < c1; c++) {
@@ -273,7 +286,8 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
                 }
                 for (int64_t c = c0; c < c1; c++) u[c] = fast_silu(u[c]);
             }
-            matvec(d, d->dbc_part + (int64_t)q * batch * nbc, nbc, l->x_proj, nbc * c0, nc, d->u + c0, di, nbc, nc, batch);
+            if (d->bf16) ssm_matvec_bf16_prepare(pv->u_p, d->u + c0, di, nc, batch);
+            matvec(d, d->dbc_part + (int64_t)q * batch * nbc, nbc, l->x_proj, nbc * c0, nc, d->u + c0, di, pv->u_p, nbc, nc, batch);
         }
 #pragma omp barrier
         for (int64_t j = 0; j < batch * nbc; j++) {
@@ -281,9 +295,10 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
             for (int q = 1; q < Q; q++) acc += d->dbc_part[(int64_t)q * batch * nbc + j];
             dbc[j] = acc;
         }
+        if (d->bf16) ssm_matvec_bf16_prepare(pv->dt_p, dbc, nbc, R, batch);
         for (int q; (q = __atomic_fetch_add(&next_work[3 * i + 1], 1, __ATOMIC_RELAXED)) < Q;) {
             int64_t c0 = (int64_t)q * CHUNK, c1 = c0 + CHUNK < di ? c0 + CHUNK : di, nc = c1 - c0;
-            matvec(d, d->delta + c0, di, l->dt_w, c0 * R, R, dbc, nbc, nc, R, batch);
+            matvec(d, d->delta + c0, di, l->dt_w, c0 * R, R, dbc, nbc, pv->dt_p, nc, R, batch);
             for (int b = 0; b < batch; b++) {
                 const float *Bv = dbc + b * nbc + R, *Cv = Bv + N;
                 float *delta = d->delta + b * di, *u = d->u + b * di, *z = d->z + b * di, *y = d->y + b * di;
@@ -313,17 +328,19 @@ static inline __attribute__((always_inline)) void step_thread(mamba_decoder *d, 
             }
         }
 #pragma omp barrier
+        if (d->bf16) ssm_matvec_bf16_prepare(pv->y_p, d->y, di, di, batch);
         for (int q; (q = __atomic_fetch_add(&next_work[3 * i + 2], 1, __ATOMIC_RELAXED)) * OUT_ROWS < dm;) {
             int64_t o0 = (int64_t)q * OUT_ROWS, o1 = o0 + OUT_ROWS < dm ? o0 + OUT_ROWS : dm;
-            matvec(d, d->out + o0, dm, l->out_proj, o0 * di, di, d->y, di, o1 - o0, di, batch);
+            matvec(d, d->out + o0, dm, l->out_proj, o0 * di, di, d->y, di, pv->y_p, o1 - o0, di, batch);
         }
 #pragma omp barrier
         for (int64_t j = 0; j < batch * dm; j++) h[j] += d->out[j];
     }
     rmsnorm_rows(xn, h, d->norm_f, batch, dm, d->eps);
+    if (d->bf16) ssm_matvec_bf16_prepare(pv->xn_p, xn, dm, dm, batch);
     for (int q; (q = __atomic_fetch_add(&next_work[3 * d->n_layers], 1, __ATOMIC_RELAXED)) * (int64_t)HEAD_ROWS < V;) {
         int64_t r0 = (int64_t)q * HEAD_ROWS, r1 = r0 + HEAD_ROWS < V ? r0 + HEAD_ROWS : V;
-        matvec(d, logits + r0, V, d->head, r0 * dm, dm, xn, dm, r1 - r0, dm, batch);
+        matvec(d, logits + r0, V, d->head, r0 * dm, dm, xn, dm, pv->xn_p, r1 - r0, dm, batch);
     }
 }
 

@@ -188,35 +188,51 @@ void ssm_matvec_f32(float *out, int64_t ldo, const float *W, int64_t ldw, const 
     else matvec_plain(out, ldo, W, 0, ldw, x, ldx, n_out, n_in, batch, accumulate);
 }
 
-/* x (batch, n_in) at stride ldx -> xs (batch, n32): per block of 32, the 16 even then the 16 odd
- * values; zeros beyond n_in.  One buffer per thread, grown as needed. */
-static __thread float *xs_buf;
-static __thread int64_t xs_cap;
-static const float *deinterleave_x(const float *x, int64_t ldx, int64_t n_in, int batch, int64_t n32) {
-    if (xs_cap < batch * n32) {
-        free(xs_buf);
-        xs_cap = batch * n32;
-        xs_buf = ssm_xmalloc((size_t)xs_cap * sizeof(float));
-    }
+int64_t ssm_matvec_bf16_padded(int64_t n_in) { return (n_in + 31) / 32 * 32; }
+
+/* x (batch, n_in) at stride ldx -> xs (batch, n32): for the AVX-512 kernel, per block of 32 the
+ * 16 even then the 16 odd values; for the plain loop, in order; zeros beyond n_in. */
+void ssm_matvec_bf16_prepare(float *xs, const float *x, int64_t ldx, int64_t n_in, int batch) {
+    int64_t n32 = ssm_matvec_bf16_padded(n_in);
+    int fast = ssm_matvec_fast();
     for (int b = 0; b < batch; b++) {
-        float *dst = xs_buf + b * n32;
+        float *dst = xs + b * n32;
         const float *src = x + b * ldx;
-        for (int64_t i = 0; i < n32; i += 32)
+        if (!fast) {
+            memcpy(dst, src, (size_t)n_in * sizeof(float));
+            memset(dst + n_in, 0, (size_t)(n32 - n_in) * sizeof(float));
+            continue;
+        }
+        int64_t full = n_in / 32 * 32;
+        for (int64_t i = 0; i < full; i += 32)
+            for (int j = 0; j < 16; j++) { dst[i + j] = src[i + 2 * j]; dst[i + 16 + j] = src[i + 2 * j + 1]; }
+        for (int64_t i = full; i < n32; i += 32)
             for (int j = 0; j < 16; j++) {
                 dst[i + j] = i + 2 * j < n_in ? src[i + 2 * j] : 0.0f;
                 dst[i + 16 + j] = i + 2 * j + 1 < n_in ? src[i + 2 * j + 1] : 0.0f;
             }
     }
-    return xs_buf;
 }
+
+void ssm_matvec_bf16_prepared(float *out, int64_t ldo, const uint16_t *W, int64_t ldw, const float *xs, int64_t n_out,
+                              int64_t n_in, int batch, int accumulate) {
+    int64_t n32 = ssm_matvec_bf16_padded(n_in);
+    if (ssm_matvec_fast()) matvec_bf16_avx512(out, ldo, W, ldw, xs, n32, n_out, n_in, batch, accumulate);
+    else matvec_plain(out, ldo, W, 1, ldw, xs, n32, n_out, n_in, batch, accumulate);
+}
+
+/* One buffer per thread for the prepared x of ssm_matvec_bf16, grown as needed. */
+static __thread float *xs_buf;
+static __thread int64_t xs_cap;
 
 void ssm_matvec_bf16(float *out, int64_t ldo, const uint16_t *W, int64_t ldw, const float *x, int64_t ldx,
                      int64_t n_out, int64_t n_in, int batch, int accumulate) {
-    if (ssm_matvec_fast()) {
-        int64_t n32 = (n_in + 31) / 32 * 32;
-        const float *xs = deinterleave_x(x, ldx, n_in, batch, n32);
-        matvec_bf16_avx512(out, ldo, W, ldw, xs, n32, n_out, n_in, batch, accumulate);
-    } else {
-        matvec_plain(out, ldo, W, 1, ldw, x, ldx, n_out, n_in, batch, accumulate);
+    int64_t n32 = ssm_matvec_bf16_padded(n_in);
+    if (xs_cap < batch * n32) {
+        free(xs_buf);
+        xs_cap = batch * n32;
+        xs_buf = ssm_xmalloc((size_t)xs_cap * sizeof(float));
     }
+    ssm_matvec_bf16_prepare(xs_buf, x, ldx, n_in, batch);
+    ssm_matvec_bf16_prepared(out, ldo, W, ldw, xs_buf, n_out, n_in, batch, accumulate);
 }

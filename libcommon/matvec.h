@@ -22,6 +22,12 @@ void ssm_matvec_f32(float *out, int64_t ldo, const float *W, int64_t ldw, const 
                     int64_t ldx, int64_t n_out, int64_t n_in, int batch, int accumulate);
 void ssm_matvec_bf16(float *out, int64_t ldo, const uint16_t *W, int64_t ldw, const float *x,
                      int64_t ldx, int64_t n_out, int64_t n_in, int batch, int accumulate);
+/* ssm_matvec_bf16 rearranges x for its kernel on every call; a caller that applies several
+ * matrices to the same x prepares it once: xs (batch, ssm_matvec_bf16_padded(n_in)) floats. */
+int64_t ssm_matvec_bf16_padded(int64_t n_in);
+void ssm_matvec_bf16_prepare(float *xs, const float *x, int64_t ldx, int64_t n_in, int batch);
+void ssm_matvec_bf16_prepared(float *out, int64_t ldo, const uint16_t *W, int64_t ldw, const float *xs,
+                              int64_t n_out, int64_t n_in, int batch, int accumulate);
 /* The plain loop (double sums), W f32 when bf16 == 0 else uint16 bf16. */
 void ssm_matvec_ref(float *out, int64_t ldo, const void *W, int bf16, int64_t ldw, const float *x,
                     int64_t ldx, int64_t n_out, int64_t n_in, int batch, int accumulate);
