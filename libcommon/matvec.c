@@ -37,40 +37,39 @@ AVX512 static inline __attribute__((always_inline)) __m512 load_w_f32(const floa
 AVX512 static inline __attribute__((always_inline)) __m512 load_w_f32_mask(const float *p, __mmask16 k) {
     return _mm512_maskz_loadu_ps(k, p);
 }
-#define DEFINE_BLOCK(NAME, WT, LOAD, LOAD_MASK)                                                          \
-    AVX512 static inline __attribute__((always_inline)) void NAME(                                       \
-        float *out, int64_t ldo, const WT *W, int64_t ldw, const float *x, int64_t ldx, int64_t n_in,    \
-        int accumulate, const int RB, const int BB) {                                                    \
-        __m512 acc[8][4];                                                                                \
-        _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++)                                             \
-            _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) acc[r][b] = _mm512_setzero_ps();        \
-        int64_t i = 0;                                                                                   \
-        for (; i + 16 <= n_in; i += 16) {                                                                \
-            __m512 xv[4], wv[8];                                                                         \
-            _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) xv[b] = _mm512_loadu_ps(x + b * ldx + i); \
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) wv[r] = LOAD(W + r * ldw + i);          \
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++)                                         \
-                _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++)                                     \
-                    acc[r][b] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b]);                                \
-        }                                                                                                \
-        if (i < n_in) {                                                                                  \
-            __mmask16 k = (__mmask16)((1u << (n_in - i)) - 1);                                           \
-            __m512 xv[4], wv[8];                                                                         \
-            _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) xv[b] = _mm512_maskz_loadu_ps(k, x + b * ldx + i); \
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++) wv[r] = LOAD_MASK(W + r * ldw + i, k);  \
-            _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++)                                         \
-                _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++)                                     \
-                    acc[r][b] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b]);                                \
-        }                                                                                                \
-        _Pragma("GCC unroll 8") for (int r = 0; r < RB; r++)                                             \
-            _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) {                                       \
-                float s = _mm512_reduce_add_ps(acc[r][b]);                                               \
-                float *o = out + b * ldo + r;                                                            \
-                *o = accumulate ? *o + s : s;                                                            \
-            }                                                                                            \
+/* f32: two FMA chains per (row, vector), the first and the second 16 of each 32 columns (one
+ * chain is bound by the FMA latency near 8.5 G weights/s on one core). */
+AVX512 static inline __attribute__((always_inline)) void block_f32(
+    float *out, int64_t ldo, const float *W, int64_t ldw, const float *x, int64_t ldx, int64_t n_in,
+    int accumulate, const int RB, const int BB) {
+    __m512 acc[2][4][2];
+    _Pragma("GCC unroll 2") for (int r = 0; r < RB; r++)
+        _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) acc[r][b][0] = acc[r][b][1] = _mm512_setzero_ps();
+    for (int64_t i0 = 0; i0 < n_in; i0 += 32) {
+        _Pragma("GCC unroll 2") for (int hh = 0; hh < 2; hh++) {
+            int64_t i = i0 + 16 * hh;
+            if (i >= n_in) break;
+            __m512 wv[2], xv[4];
+            if (i + 16 <= n_in) {
+                _Pragma("GCC unroll 2") for (int r = 0; r < RB; r++) wv[r] = load_w_f32(W + r * ldw + i);
+                _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) xv[b] = _mm512_loadu_ps(x + b * ldx + i);
+            } else {
+                __mmask16 k = (__mmask16)((1u << (n_in - i)) - 1);
+                _Pragma("GCC unroll 2") for (int r = 0; r < RB; r++) wv[r] = load_w_f32_mask(W + r * ldw + i, k);
+                _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) xv[b] = _mm512_maskz_loadu_ps(k, x + b * ldx + i);
+            }
+            _Pragma("GCC unroll 2") for (int r = 0; r < RB; r++)
+                _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++)
+                    acc[r][b][hh] = _mm512_fmadd_ps(wv[r], xv[b], acc[r][b][hh]);
+        }
     }
-
-DEFINE_BLOCK(block_f32, float, load_w_f32, load_w_f32_mask)
+    _Pragma("GCC unroll 2") for (int r = 0; r < RB; r++)
+        _Pragma("GCC unroll 4") for (int b = 0; b < BB; b++) {
+            float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][b][0], acc[r][b][1]));
+            float *o = out + b * ldo + r;
+            *o = accumulate ? *o + s : s;
+        }
+}
 
 /* bf16: 32 weights per 512-bit load; the low halves of its 16 dwords (the even weights) become
  * floats by a shift, the high halves (the odd weights) by a mask: no shuffle.  x comes
@@ -144,7 +143,7 @@ AVX512 static void matvec_bf16_avx512(float *out, int64_t ldo, const uint16_t *W
 /* One vector: one row at a time, so that W is read as one sequential stream (several rows at
  * once are several streams 1 row apart, which the prefetchers follow worse: 21.6 against 31.7
  * GB/s on one core of this machine's EPYC, with huge pages).  Several vectors: rows in blocks of
- * 4, vectors in blocks of 4, 2, 1 (f32; bf16 above: 2 and 2, 1); the leftover rows one at a time.  Every
+ * 2, vectors in blocks of 4, 2, 1 (f32; bf16 above: 2 and 2, 1); the leftover rows one at a time.  Every
  * (row, vector) sum is the same sequence of operations whatever block it falls in. */
 #define DEFINE_MATVEC(NAME, WT, BLOCK, RBM)                                                                   \
     AVX512 static void NAME(float *out, int64_t ldo, const WT *W, int64_t ldw, const float *x,           \
@@ -173,7 +172,7 @@ AVX512 static void matvec_bf16_avx512(float *out, int64_t ldo, const uint16_t *W
         }                                                                                                \
     }
 
-DEFINE_MATVEC(matvec_f32_avx512, float, block_f32, 4)
+DEFINE_MATVEC(matvec_f32_avx512, float, block_f32, 2)
 
 int ssm_matvec_fast(void) {
     static int fast = -1;
@@ -185,8 +184,8 @@ int ssm_matvec_fast(void) {
     return fast;
 }
 
-/* Without AVX-512: the same lane structure (16 partial sums per (row, vector), i mod 16) in plain
- * C, so that results agree with the fast kernel's up to the final reduction order. */
+/* Without AVX-512: 16 partial sums per (row, vector) over i mod 16 in plain C (one chain; the
+ * results agree with the fast kernels' to rounding). */
 static void matvec_plain(float *out, int64_t ldo, const void *W, int bf16, int64_t ldw, const float *x, int64_t ldx,
                          int64_t n_out, int64_t n_in, int batch, int accumulate) {
     for (int b = 0; b < batch; b++)

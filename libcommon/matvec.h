@@ -8,9 +8,10 @@
  *
  * The AVX-512 kernels (used when the CPU has them) keep 16 partial sums per (row, vector) and add
  * them in a fixed order, so a result depends on the sizes only, never on the batch it is computed
- * in nor on the thread.  The f32 kernel sums i mod 16 per lane; the bf16 kernel takes 32 weights
- * per load and sums the even and the odd ones of lane j (conversion by shift and mask, no
- * shuffle), so the two agree to rounding, not bit for bit.  The plain loop ssm_matvec_ref is their
+ * in nor on the thread.  The f32 kernel sums lane i mod 16 in two chains (i / 16 even, odd); the
+ * bf16 kernel takes 32 weights per load and sums the even and the odd ones of lane j in four
+ * chains (conversion by shift and mask, no shuffle), so the two agree to rounding, not bit for
+ * bit.  The plain loop ssm_matvec_ref is their
  * reference (tests/unit/test_mamba_decode.c).
  */
 #ifndef SSM_MATVEC_H
