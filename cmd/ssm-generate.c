@@ -11,6 +11,7 @@
 #include "bpe.h"
 #include "cli.h"
 #include "json.h"
+#include "mamba_decode.h"
 #include "mamba_import.h"
 #include "model_mamba.h"
 #include "model_s4d.h"
@@ -33,6 +34,9 @@ static const char *usage =
     "                          tokenizer=bytes use bytes, others need --tokens and print ids\n"
     "Prompt (one of; optional with --state-in):\n"
     "      --prompt TEXT       --prompt-file FILE     --tokens ID,ID,...\n"
+    "Several prompts, generated as one batch (one output line per prompt):\n"
+    "      --prompt TEXT or --tokens IDS given several times, or --prompt-lines FILE (a prompt per\n"
+    "                          non-empty line)\n"
     "Generation:\n"
     "  -n, --max-tokens N      tokens to generate (default 64; 0 = only process the prompt)\n"
     "      --temperature T     0 = greedy (default 1)\n"
@@ -41,6 +45,8 @@ static const char *usage =
     "      --seed S            random seed (default 0; with --state-in: continue the saved one)\n"
     "      --ids               print token ids (space-separated) instead of text\n"
     "      --prefill-chunk L   prompt tokens per parallel pass (default 512; bounds memory)\n"
+    "      --weights f32|bf16  weights of the recurrent steps (default: bf16 when the checkpoint's\n"
+    "                          matrices are bf16, else f32); the state is float32\n"
     "Classification (models with n_classes > 0, mamba or s4d):\n"
     "      --classify [FILE]   read `x` (count, L) i32 tokens or (count, L[, F]) f32 features\n"
     "                          and optional `y` (count) i32 labels from FILE (default stdin);\n"
@@ -61,8 +67,10 @@ static const char *usage =
 enum {
     OPT_CONFIG = SSM_OPT_TOOL_FIRST, OPT_TOKENIZER, OPT_PROMPT, OPT_PROMPT_FILE, OPT_TOKENS, OPT_TEMPERATURE,
     OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_IDS, OPT_STATE_IN, OPT_STATE_OUT, OPT_LOGITS_OUT, OPT_CHUNK,
-    OPT_CLASSIFY, OPT_BATCH
+    OPT_CLASSIFY, OPT_BATCH, OPT_PROMPT_LINES, OPT_WEIGHTS
 };
+
+#define MAX_LISTED_PROMPTS 4096
 
 typedef struct {
     const char *model, *config, *tokenizer, *prompt, *prompt_file, *tokens;
@@ -73,6 +81,11 @@ typedef struct {
     ssm_sampling sampling;
     uint64_t seed;
     int seed_given, ids;
+    /* every --prompt / --tokens in order (batch mode when more than one), or --prompt-lines */
+    const char *listed[MAX_LISTED_PROMPTS];
+    int n_listed;
+    const char *prompt_lines;
+    int weights;           /* SSM_F32, SSM_BF16, or -1: as the checkpoint */
 } options;
 
 static void parse_options(int argc, char **argv, options *o) {
@@ -96,12 +109,15 @@ static void parse_options(int argc, char **argv, options *o) {
         {"prefill-chunk", required_argument, 0, OPT_CHUNK},
         {"classify", no_argument, 0, OPT_CLASSIFY},
         {"batch", required_argument, 0, OPT_BATCH},
+        {"prompt-lines", required_argument, 0, OPT_PROMPT_LINES},
+        {"weights", required_argument, 0, OPT_WEIGHTS},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->n_new = 64;
     o->chunk = 512;
     o->batch = 32;
     o->sampling = (ssm_sampling){1.0, 0, 1.0};
+    o->weights = -1;
     int c;
     while ((c = getopt_long(argc, argv, SSM_CLI_COMMON_SHORT "m:n:", opts, NULL)) != -1) {
         if (ssm_cli_common_option(c, optarg)) continue;
@@ -110,9 +126,20 @@ static void parse_options(int argc, char **argv, options *o) {
         case 'n': o->n_new = ssm_parse_int("--max-tokens", optarg, 0, 1LL << 40); break;
         case OPT_CONFIG: o->config = optarg; break;
         case OPT_TOKENIZER: o->tokenizer = optarg; break;
-        case OPT_PROMPT: o->prompt = optarg; break;
+        case OPT_PROMPT:
+        case OPT_TOKENS:
+            if (o->n_listed == MAX_LISTED_PROMPTS) ssm_usage_error("more than %d prompts: use --prompt-lines", MAX_LISTED_PROMPTS);
+            o->listed[o->n_listed++] = optarg;
+            if (c == OPT_PROMPT && !o->prompt) o->prompt = optarg;
+            if (c == OPT_TOKENS && !o->tokens) o->tokens = optarg;
+            break;
+        case OPT_PROMPT_LINES: o->prompt_lines = optarg; break;
+        case OPT_WEIGHTS:
+            if (strcmp(optarg, "f32") == 0) o->weights = SSM_F32;
+            else if (strcmp(optarg, "bf16") == 0) o->weights = SSM_BF16;
+            else ssm_usage_error("--weights: expected f32 or bf16, got '%s'", optarg);
+            break;
         case OPT_PROMPT_FILE: o->prompt_file = optarg; break;
-        case OPT_TOKENS: o->tokens = optarg; break;
         case OPT_TEMPERATURE: o->sampling.temperature = ssm_parse_double("--temperature", optarg, 0, 1e6); break;
         case OPT_TOP_K: o->sampling.top_k = ssm_parse_int("--top-k", optarg, 0, 1LL << 31); break;
         case OPT_TOP_P: o->sampling.top_p = ssm_parse_double("--top-p", optarg, 1e-9, 1); break;
@@ -136,9 +163,11 @@ static void parse_options(int argc, char **argv, options *o) {
         return;
     }
     if (optind < argc) ssm_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!!o->prompt + !!o->prompt_file + !!o->tokens > 1)
-        ssm_usage_error("--prompt, --prompt-file and --tokens exclude each other");
-    if (!o->prompt && !o->prompt_file && !o->tokens && !o->state_in)
+    if (!!o->prompt + !!o->prompt_file + !!o->tokens + !!o->prompt_lines > 1)
+        ssm_usage_error("--prompt, --prompt-file, --tokens and --prompt-lines exclude each other");
+    if ((o->n_listed > 1 || o->prompt_lines) && (o->state_in || o->state_out || o->logits_out))
+        ssm_usage_error("--state-in, --state-out and --logits-out take a single prompt (not yet a batch)");
+    if (!o->prompt && !o->prompt_file && !o->tokens && !o->prompt_lines && !o->state_in)
         ssm_usage_error("no prompt: give --prompt, --prompt-file or --tokens (or --state-in)");
 }
 
@@ -169,6 +198,9 @@ static void read_safetensors(const char *path, ssm_tensor_set *set) {
     ssm_safetensors_close(st);
 }
 
+/* 1 when the checkpoint file held a bf16 matrix (--weights then defaults to bf16). */
+static int checkpoint_bf16;
+
 /* The checkpoint of -m (a tensor stream, or a .safetensors file), imported through config.json
  * when --config is given. */
 static void load_checkpoint(const options *o, ssm_tensor_set *ckpt) {
@@ -176,6 +208,8 @@ static void load_checkpoint(const options *o, ssm_tensor_set *ckpt) {
     ssm_set_init(&raw);
     if (ends_with(o->model, ".safetensors")) read_safetensors(o->model, &raw);
     else read_all(o->model, &raw);
+    for (int i = 0; i < raw.n; i++)
+        if (raw.items[i]->dtype == SSM_BF16 && raw.items[i]->rank == 2) checkpoint_bf16 = 1;
     if (!o->config) { *ckpt = raw; return; }
     char err[1024];
     ssm_json *cfg = ssm_json_parse_file(o->config, err, sizeof err);
@@ -541,6 +575,140 @@ static void classify(const options *o, const ssm_tensor_set *ckpt, const char *k
     if (sm) s4d_free(sm);
 }
 
+/* ---- several prompts as one batch ------------------------------------------------------------ */
+/* Writes the bytes of a generated text on one line: newline, carriage return and backslash as
+ * \n, \r and \\. */
+static void put_escaped(FILE *out, const char *b, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        if (b[i] == '\n') fputs("\\n", out);
+        else if (b[i] == '\r') fputs("\\r", out);
+        else if (b[i] == '\\') fputs("\\\\", out);
+        else fputc(b[i], out);
+    }
+}
+
+/* The prompts of --prompt/--tokens (given several times) or --prompt-lines, each encoded;
+ * returns their count. */
+static int read_batch_prompts(const options *o, const tokenizer *tk, int64_t V, int32_t ***ids, int64_t **lens) {
+    int cap = 16, n = 0;
+    *ids = ssm_xmalloc((size_t)cap * sizeof **ids);
+    *lens = ssm_xmalloc((size_t)cap * sizeof **lens);
+    char *text = NULL;
+    size_t text_len = 0;
+    const char *p = NULL, *end = NULL;
+    if (o->prompt_lines) {
+        text = read_file(o->prompt_lines, &text_len);
+        p = text; end = text + text_len;
+    }
+    for (int k = 0;; k++) {
+        int32_t *t;
+        int64_t len;
+        if (o->prompt_lines) {
+            if (p >= end) break;
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            const char *stop = nl ? nl : end;
+            size_t L = (size_t)(stop - p);
+            if (L > 0 && p[L - 1] == '\r') L--;
+            const char *line = p;
+            p = nl ? nl + 1 : end;
+            if (L == 0) continue;   /* blank lines separate nothing */
+            t = encode_text(tk, line, L, o->prompt_lines, V, &len);
+            if (len == 0) ssm_die("%s: line %d: empty prompt (at least one token is needed)", o->prompt_lines, k + 1);
+        } else {
+            if (k == o->n_listed) break;
+            const char *what = o->tokens ? "--tokens" : "--prompt";
+            if (o->tokens) t = parse_token_list(o->listed[k], V, &len);
+            else t = encode_text(tk, o->listed[k], strlen(o->listed[k]), what, V, &len);
+            if (len == 0) ssm_usage_error("%s (prompt %d): empty prompt (at least one token is needed)", what, k + 1);
+        }
+        if (n == cap) {
+            cap *= 2;
+            *ids = ssm_xrealloc(*ids, (size_t)cap * sizeof **ids);
+            *lens = ssm_xrealloc(*lens, (size_t)cap * sizeof **lens);
+        }
+        (*ids)[n] = t;
+        (*lens)[n++] = len;
+    }
+    free(text);
+    if (n == 0) ssm_die("%s: no prompt (every line is empty)", o->prompt_lines);
+    return n;
+}
+
+/* Batch mode: each prompt is processed alone in parallel mode (its state then copied into its row
+ * of a batch state), then every step decodes one token for all of them at once (the weights are
+ * read once per step for the whole batch).  Sequence b samples with its own generator (stream
+ * b of --seed), so the first prompt gives the tokens it gives alone.  At the end, one line per
+ * prompt: its generated text (escaped: put_escaped) or ids. */
+static void generate_batch(const options *o, mamba_model *m, const tokenizer *tk, int64_t V, int weights) {
+    int32_t **prompts;
+    int64_t *lens;
+    int B = read_batch_prompts(o, tk, V, &prompts, &lens);
+    mamba_state *state = mamba_state_new(m, B), *one = mamba_state_new(m, 1);
+    float *next_logits = ssm_xcalloc((size_t)B * V, sizeof(float));
+    int64_t n_prompt = 0;
+    double t0 = ssm_now();
+    for (int b = 0; b < B; b++) {
+        mamba_state_reset(one);
+        for (int64_t off = 0; off < lens[b]; off += o->chunk) {
+            int L = (int)(lens[b] - off < o->chunk ? lens[b] - off : o->chunk);
+            mamba_forward(m, prompts[b] + off, NULL, 1, L, NULL, one);
+            memcpy(next_logits + (int64_t)b * V, mamba_logits(m) + (int64_t)(L - 1) * V, (size_t)V * sizeof(float));
+        }
+        int64_t nc = (int64_t)one->d_inner * one->d_conv, ns = (int64_t)one->d_inner * one->d_state;
+        for (int i = 0; i < one->n_layers; i++) {
+            memcpy(state->conv_state[i] + b * nc, one->conv_state[i], (size_t)nc * sizeof(float));
+            memcpy(state->ssm_state[i] + b * ns, one->ssm_state[i], (size_t)ns * sizeof(float));
+        }
+        n_prompt += lens[b];
+    }
+    double t_prompt = ssm_now() - t0;
+    mamba_decoder *dec = mamba_decoder_new(m, weights, B, ssm_cli.threads);
+    ssm_rng *rng = ssm_xmalloc((size_t)B * sizeof *rng);
+    for (int b = 0; b < B; b++) ssm_rng_init(&rng[b], o->seed, SAMPLING_RNG_TAG + (uint64_t)b);
+    int32_t *tok = ssm_xmalloc((size_t)B * sizeof(int32_t));
+    int32_t *gen = ssm_xmalloc((size_t)(B * (o->n_new > 0 ? o->n_new : 1)) * sizeof(int32_t));
+    ssm_sampling_scratch sc = {0};
+    t0 = ssm_now();
+    for (int64_t k = 0; k < o->n_new; k++) {
+        for (int b = 0; b < B; b++) {
+            tok[b] = ssm_sample_token(next_logits + (int64_t)b * V, V, &o->sampling, &rng[b], &sc);
+            gen[(int64_t)b * o->n_new + k] = tok[b];
+        }
+        if (k + 1 < o->n_new) mamba_decode_step(dec, tok, B, state, next_logits);
+    }
+    double t_gen = ssm_now() - t0;
+    FILE *out = stdout;
+    if (strcmp(ssm_cli.output, "-") != 0 && !(out = fopen(ssm_cli.output, "wb")))
+        ssm_die("%s: cannot open for writing: %m", ssm_cli.output);
+    for (int b = 0; b < B; b++) {
+        for (int64_t k = 0; k < o->n_new; k++) {
+            int32_t id = gen[(int64_t)b * o->n_new + k];
+            if (o->ids || (!tk->bpe && !tk->bytes)) {
+                fprintf(out, k ? " %d" : "%d", id);
+            } else if (tk->bpe) {
+                size_t len;
+                const char *bytes = ssm_bpe_token_bytes(tk->bpe, id, &len);
+                if (bytes) put_escaped(out, bytes, len);
+            } else if (id < 256) {
+                char c = (char)id;
+                put_escaped(out, &c, 1);
+            }
+        }
+        fputc('\n', out);
+    }
+    if (out != stdout ? fclose(out) != 0 : fflush(out) != 0) ssm_die("%s: write error", ssm_cli.output);
+    if (ssm_cli.verbose >= 0)
+        fprintf(stderr, "ssm-generate: %d prompts, %lld tokens in %.3f s (%.1f tokens/s); generated %d x %lld tokens in %.3f s "
+                "(%.1f tokens/s in all, %s weights)\n", B, (long long)n_prompt, t_prompt, n_prompt / (t_prompt > 0 ? t_prompt : 1e-9),
+                B, (long long)o->n_new, t_gen, B * o->n_new / (t_gen > 0 ? t_gen : 1e-9), weights == SSM_BF16 ? "bf16" : "f32");
+    ssm_sampling_scratch_free(&sc);
+    for (int b = 0; b < B; b++) free(prompts[b]);
+    free(prompts); free(lens); free(next_logits); free(rng); free(tok); free(gen);
+    mamba_decoder_free(dec);
+    mamba_state_free(one);
+    mamba_state_free(state);
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 int main(int argc, char **argv) {
     ssm_cli_init(argc, argv, "ssm-generate", usage);
@@ -570,6 +738,15 @@ int main(int argc, char **argv) {
         tk.bytes = 1;
     }
     ssm_set_free(&ckpt);
+    int weights = o.weights >= 0 ? o.weights : checkpoint_bf16 ? SSM_BF16 : SSM_F32;
+    if (!g.mm && o.weights == SSM_BF16) ssm_usage_error("--weights bf16: only mamba models have a bf16 decode path so far");
+    if (o.n_listed > 1 || o.prompt_lines) {
+        if (!g.mm) ssm_usage_error("several prompts: batches run mamba models only so far (not %s)", g.kind);
+        generate_batch(&o, g.mm, &tk, V, weights);
+        lm_free(&g);
+        ssm_bpe_free(tk.bpe);
+        return 0;
+    }
 
     /* the prompt */
     int64_t n_prompt = 0;
@@ -627,13 +804,19 @@ int main(int argc, char **argv) {
         if (!out) ssm_die("%s: cannot open for writing: %m", ssm_cli.output);
     }
     ssm_sampling_scratch sc = {0};
+    /* the recurrent steps: Mamba through its decode path, S4D/S4 through the model's step */
+    mamba_decoder *dec = g.mm ? mamba_decoder_new(g.mm, weights, 1, ssm_cli.threads) : NULL;
+    if (ssm_cli.verbose > 0) fprintf(stderr, "ssm-generate: recurrent steps with %s weights\n", weights == SSM_BF16 ? "bf16" : "f32");
     t0 = ssm_now();
     for (int64_t k = 0; k < o.n_new; k++) {
         int32_t tok = ssm_sample_token(next_logits, V, &o.sampling, &rng, &sc);
         emit_token(out, &tk, o.ids, tok, k == 0);
         if (k + 1 < o.n_new || o.state_out) {
-            lm_forward(&g, &tok, 1);
-            memcpy(next_logits, lm_logits(&g), (size_t)V * sizeof(float));
+            if (dec) mamba_decode_step(dec, &tok, 1, g.ms, next_logits);
+            else {
+                lm_forward(&g, &tok, 1);
+                memcpy(next_logits, lm_logits(&g), (size_t)V * sizeof(float));
+            }
             position++;
         }
     }
@@ -651,6 +834,7 @@ int main(int argc, char **argv) {
     free(all_logits);
     free(next_logits);
     free(prompt);
+    if (dec) mamba_decoder_free(dec);
     lm_free(&g);
     ssm_bpe_free(tk.bpe);
     return 0;
