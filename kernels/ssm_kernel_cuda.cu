@@ -7,6 +7,8 @@
 // streams would share a workspace (not supported).
 #include <cuda_runtime.h>
 #include <cufft.h>
+#include <cufftXt.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -456,6 +458,167 @@ static int conv_plans(int64_t batch, int64_t H, int64_t L, cudaStream_t st) {
 
 #define GRID(n) (unsigned)(((n) + 255) / 256), 256, 0, st
 
+// ---- Forward with cuFFT callbacks (LTO callbacks, compiled at run time by NVRTC, loaded with
+// dlopen so that the build needs nothing more): the R2C loads u with the zero padding done in its
+// load callback and multiplies by the kernel spectrum in its store callback; the C2R's store
+// callback writes y = (.)/(2L) + D u directly.  That removes the padded copy of u, the multiply
+// pass and the finishing pass (about 1.1 of the 1.8 GB moved at b8 H1536 L2048).  When NVRTC or
+// JIT callbacks are not available, the plain path above runs (fft_conv_cuda_set_callbacks(0)
+// forces it).
+static const char *conv_callback_src = R"(
+struct ConvCB { const float *u; const float2 *kf; const float *D; float *y; long long L, H, F; float scale; };
+extern "C" __device__ float ck_load_pad(void *in, unsigned long long off, void *info, void *sh) {
+    const ConvCB *c = (const ConvCB *)info;
+    const long long n = 2 * c->L, r = (long long)off / n, t = (long long)off - r * n;
+    return t < c->L ? c->u[r * c->L + t] : 0.f;
+}
+extern "C" __device__ void ck_store_mul(void *out, unsigned long long off, float2 e, void *info, void *sh) {
+    const ConvCB *c = (const ConvCB *)info;
+    const long long r = (long long)off / c->F, f = (long long)off - r * c->F, h = r % c->H;
+    const float2 k = c->kf[h * c->F + f];
+    ((float2 *)out)[off] = make_float2(e.x * k.x - e.y * k.y, e.x * k.y + e.y * k.x);
+}
+extern "C" __device__ void ck_store_out(void *out, unsigned long long off, float e, void *info, void *sh) {
+    const ConvCB *c = (const ConvCB *)info;
+    const long long n = 2 * c->L, r = (long long)off / n, t = (long long)off - r * n;
+    if (t >= c->L) return;
+    const long long i = r * c->L + t;
+    c->y[i] = e * c->scale + (c->D ? c->D[r % c->H] * c->u[i] : 0.f);
+}
+)";
+struct ConvCB {   // must match conv_callback_src
+    const float *u;
+    const float2 *kf;
+    const float *D;
+    float *y;
+    long long L, H, F;
+    float scale;
+};
+
+static int g_cb_enabled = 1;     // fft_conv_cuda_set_callbacks
+static int g_cb_state = 0;       // 0 not tried, 1 LTO-IR ready, -1 unavailable
+static char *g_cb_ltoir;
+static size_t g_cb_ltoir_size;
+static char g_cb_why[200];
+
+extern "C" void fft_conv_cuda_set_callbacks(int enable) { g_cb_enabled = enable; }
+extern "C" const char *fft_conv_cuda_callback_status(void) {
+    return g_cb_state == 1 ? "cuFFT LTO callbacks" : g_cb_state == 0 ? "not tried" : g_cb_why;
+}
+
+// NVRTC through dlopen: the callbacks' LTO-IR, once.  0 ready, -1 unavailable (reason in g_cb_why).
+static int conv_callbacks_ltoir(void) {
+    if (g_cb_state) return g_cb_state == 1 ? 0 : -1;
+    g_cb_state = -1;
+    void *lib = dlopen("libnvrtc.so.13", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) lib = dlopen("libnvrtc.so", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) { snprintf(g_cb_why, sizeof g_cb_why, "no libnvrtc: %s", dlerror()); return -1; }
+    typedef int (*create_t)(void **, const char *, const char *, int, const char *const *, const char *const *);
+    typedef int (*compile_t)(void *, int, const char *const *);
+    typedef int (*size_t_fn)(void *, size_t *);
+    typedef int (*get_t)(void *, char *);
+    typedef int (*destroy_t)(void **);
+    create_t create = (create_t)dlsym(lib, "nvrtcCreateProgram");
+    compile_t compile = (compile_t)dlsym(lib, "nvrtcCompileProgram");
+    size_t_fn ltosize = (size_t_fn)dlsym(lib, "nvrtcGetLTOIRSize"), logsize = (size_t_fn)dlsym(lib, "nvrtcGetProgramLogSize");
+    get_t lto = (get_t)dlsym(lib, "nvrtcGetLTOIR"), log = (get_t)dlsym(lib, "nvrtcGetProgramLog");
+    destroy_t destroy = (destroy_t)dlsym(lib, "nvrtcDestroyProgram");
+    if (!create || !compile || !ltosize || !lto || !destroy || !logsize || !log) {
+        snprintf(g_cb_why, sizeof g_cb_why, "libnvrtc lacks the LTO-IR functions");
+        return -1;
+    }
+    int dev = 0, major = 9, minor = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    char arch[64];
+    snprintf(arch, sizeof arch, "--gpu-architecture=compute_%d%d", major, minor);
+    const char *opts[] = {arch, "-dlto", "--relocatable-device-code=true"};
+    void *prog = nullptr;
+    if (create(&prog, conv_callback_src, "ssm_conv_callbacks.cu", 0, nullptr, nullptr) != 0) {
+        snprintf(g_cb_why, sizeof g_cb_why, "nvrtcCreateProgram failed");
+        return -1;
+    }
+    if (compile(prog, 3, opts) != 0) {
+        size_t n = 0;
+        logsize(prog, &n);
+        char buf[160] = "";
+        if (n > 0 && n < 4096) { char *l = (char *)malloc(n); if (l) { log(prog, l); snprintf(buf, sizeof buf, "%s", l); free(l); } }
+        snprintf(g_cb_why, sizeof g_cb_why, "NVRTC: %s", buf);
+        destroy(&prog);
+        return -1;
+    }
+    size_t n = 0;
+    if (ltosize(prog, &n) != 0 || n == 0 || !(g_cb_ltoir = (char *)malloc(n)) || lto(prog, g_cb_ltoir) != 0) {
+        snprintf(g_cb_why, sizeof g_cb_why, "NVRTC gave no LTO-IR");
+        destroy(&prog);
+        return -1;
+    }
+    g_cb_ltoir_size = n;
+    destroy(&prog);
+    g_cb_state = 1;
+    return 0;
+}
+
+struct ConvCBPlans {
+    cufftHandle f, i, p;   // R2C (pad + product), C2R (output pass), R2C (pad only)
+    int64_t b = -1, h = -1, l = -1;
+};
+static ConvCBPlans g_cbp;
+static ConvCB *g_cb_dev;          // the callbacks' caller info (device)
+static void *g_cb_info[1];
+
+// 0 with the callback plans ready for (batch, H, L), -1 if they cannot be made (then not retried)
+static int conv_cb_plans(int64_t batch, int64_t H, int64_t L, cudaStream_t st) {
+    if (!g_cb_enabled || conv_callbacks_ltoir()) return -1;
+    ConvCBPlans &p = g_cbp;
+    if (p.b == batch && p.h == H && p.l == L) {
+        if (cufftSetStream(p.f, st) != CUFFT_SUCCESS || cufftSetStream(p.i, st) != CUFFT_SUCCESS ||
+            cufftSetStream(p.p, st) != CUFFT_SUCCESS)
+            return -1;
+        return 0;
+    }
+    if (p.b >= 0) { cufftDestroy(p.f); cufftDestroy(p.i); cufftDestroy(p.p); p.b = -1; }
+    if (!g_cb_dev && cudaMalloc(&g_cb_dev, sizeof(ConvCB)) != cudaSuccess) { cudaGetLastError(); return -1; }
+    g_cb_info[0] = g_cb_dev;
+    const int64_t n = 2 * L, F = L + 1, rows = batch * H;
+    int nn = (int)n;
+    size_t ws = 0;
+    cufftResult r = cufftCreate(&p.f);
+    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.f, "ck_load_pad", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_LD_REAL, g_cb_info);
+    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.f, "ck_store_mul", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_ST_COMPLEX, g_cb_info);
+    if (r == CUFFT_SUCCESS) r = cufftMakePlanMany(p.f, 1, &nn, nullptr, 1, (int)n, nullptr, 1, (int)F, CUFFT_R2C, (int)rows, &ws);
+    if (r != CUFFT_SUCCESS) {
+        cufftDestroy(p.f);
+        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT R2C plan with JIT callbacks: error %d", (int)r);
+        g_cb_state = -1;
+        return -1;
+    }
+    r = cufftCreate(&p.i);
+    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.i, "ck_store_out", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_ST_REAL, g_cb_info);
+    if (r == CUFFT_SUCCESS) r = cufftMakePlanMany(p.i, 1, &nn, nullptr, 1, (int)F, nullptr, 1, (int)n, CUFFT_C2R, (int)rows, &ws);
+    if (r != CUFFT_SUCCESS) {
+        cufftDestroy(p.f); cufftDestroy(p.i);
+        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT C2R plan with JIT callbacks: error %d", (int)r);
+        g_cb_state = -1;
+        return -1;
+    }
+    r = cufftCreate(&p.p);
+    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.p, "ck_load_pad", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_LD_REAL, g_cb_info);
+    if (r == CUFFT_SUCCESS) r = cufftMakePlanMany(p.p, 1, &nn, nullptr, 1, (int)n, nullptr, 1, (int)F, CUFFT_R2C, (int)rows, &ws);
+    if (r != CUFFT_SUCCESS) {
+        cufftDestroy(p.f); cufftDestroy(p.i); cufftDestroy(p.p);
+        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT R2C (pad) plan with JIT callbacks: error %d", (int)r);
+        g_cb_state = -1;
+        return -1;
+    }
+    p.b = batch; p.h = H; p.l = L;
+    if (cufftSetStream(p.f, st) != CUFFT_SUCCESS || cufftSetStream(p.i, st) != CUFFT_SUCCESS ||
+        cufftSetStream(p.p, st) != CUFFT_SUCCESS)
+        return -1;
+    return 0;
+}
+
 extern "C" int fft_conv_forward_cuda(int64_t batch, int64_t H, int64_t L, const float *u, const float *K,
                                      const float *D, float *y, void *stream) {
     if (batch < 1 || H < 1 || L < 1) FAIL("fft_conv_forward_cuda: empty shape");
@@ -471,6 +634,18 @@ extern "C" int fft_conv_forward_cuda(int64_t batch, int64_t H, int64_t L, const 
     cufftComplex *us = (cufftComplex *)(p + bu);
     float *kp = (float *)(p + bu + su);
     cufftComplex *ks = (cufftComplex *)(p + bu + su + bk);
+    if (conv_cb_plans(batch, H, L, st) == 0) {
+        // K's spectrum (plain plan), then R2C (load: pad u; store: times K's spectrum) into us,
+        // C2R (store: y = ./(2L) + D u).  up is only the transforms' nominal input/output buffer.
+        pad_rows<<<GRID(H * n)>>>(K, kp, H, L);
+        CK(cudaGetLastError());
+        CKF(cufftExecR2C(g_plans.kf, kp, ks));
+        const ConvCB cb = {u, (const float2 *)ks, D, y, (long long)L, (long long)H, (long long)F, 1.f / (2.f * (float)L)};
+        CK(cudaMemcpyAsync(g_cb_dev, &cb, sizeof cb, cudaMemcpyHostToDevice, st));
+        CKF(cufftExecR2C(g_cbp.f, up, us));
+        CKF(cufftExecC2R(g_cbp.i, us, up));
+        return 0;
+    }
     pad_rows<<<GRID(rows * n)>>>(u, up, rows, L);
     CK(cudaGetLastError());
     pad_rows<<<GRID(H * n)>>>(K, kp, H, L);
@@ -505,6 +680,32 @@ extern "C" int fft_conv_backward_cuda(int64_t batch, int64_t H, int64_t L, const
     cufftComplex *us = (cufftComplex *)(p + 2 * bu), *ys = (cufftComplex *)(p + 2 * bu + su);
     float *kp = (float *)(p + 2 * bu + 2 * su);
     cufftComplex *ks = (cufftComplex *)(p + 2 * bu + 2 * su + bk);
+    if (conv_cb_plans(batch, H, L, st) == 0) {
+        // the same passes with the padding fused into the R2C loads and du's output pass into the
+        // C2R stores (the callbacks' caller info is updated in stream order between transforms)
+        ConvCB cb = {u, nullptr, nullptr, nullptr, (long long)L, (long long)H, (long long)F, 1.f / (2.f * (float)L)};
+        CK(cudaMemcpyAsync(g_cb_dev, &cb, sizeof cb, cudaMemcpyHostToDevice, st));
+        CKF(cufftExecR2C(g_cbp.p, up, us));
+        cb.u = dy;
+        CK(cudaMemcpyAsync(g_cb_dev, &cb, sizeof cb, cudaMemcpyHostToDevice, st));
+        CKF(cufftExecR2C(g_cbp.p, up, ys));
+        pad_rows<<<GRID(H * n)>>>(K, kp, H, L);
+        CK(cudaGetLastError());
+        CKF(cufftExecR2C(g_plans.kf, kp, ks));
+        bwd_spectra<<<GRID(H * F)>>>(ys, us, ks, batch, H, F);
+        CK(cudaGetLastError());
+        if (du) {
+            cb.D = D; cb.y = du;   // du = ./(2L) + D dy  (cb.u is dy)
+            CK(cudaMemcpyAsync(g_cb_dev, &cb, sizeof cb, cudaMemcpyHostToDevice, st));
+            CKF(cufftExecC2R(g_cbp.i, ys, up));
+        }
+        if (dK) {
+            CKF(cufftExecC2R(g_plans.ki, ks, kp));
+            take_rows<<<GRID(H * L)>>>(kp, dK, H, L);
+            CK(cudaGetLastError());
+        }
+        return 0;
+    }
     pad_rows<<<GRID(rows * n)>>>(u, up, rows, L);
     CK(cudaGetLastError());
     pad_rows<<<GRID(rows * n)>>>(dy, yp, rows, L);
@@ -533,7 +734,8 @@ extern "C" int fft_conv_backward_cuda(int64_t batch, int64_t H, int64_t L, const
 // DPLR (Cauchy) kernel, S4's algorithm, bilinear (kernel_cauchy.c has the math and the CPU
 // version).  dt (H); Lambda, B, C (H, M) complex; P (H, R, M) complex -> K (H, L).
 // 1. cauchy_setup_kernel, thread per channel, double: Abar = diag(e) + U W^* by Woodbury, Bbar.
-// 2. cauchy_ctilde_kernel, one warp per channel, double, vectors in shared memory: L steps of
+// 2. cauchy_ctilde_kernel, one warp per channel, double, vectors in registers (M <= 32) or shared
+//    memory: L steps of
 //    c <- c Abar (alpha_j = full c U_j by a warp reduction, then c e + sum_j alpha_j W_j^*), with
 //    sum_l K_l accumulated on the way; then Ctilde = C - c, the products a_n b_n (float) of the
 //    Cauchy sums, and the two special frequencies.  Sequential in L: O(L) latency per channel
@@ -636,10 +838,13 @@ __device__ __forceinline__ double warp_sum(double v) {
     return v;
 }
 
-// One warp per channel.  Shared: c, e, bbar (M each), U, W (R M each), double complex.
+// One warp per channel, rank R (template).  M <= 32: one mode per lane, the recurrence in
+// registers; else c, e, bbar (M each), U, W (R M each), double complex, in shared memory.  Each step
+// reduces the R + 1 sums (c Bbar, c U_j) together (their shuffles interleave).
 // Writes prod (H, Q*Q, M) float2 (a_n b_n, a in {Ctilde, conj P_i}, b in {B, P_j}), and
 // chan (H) float2 = (sum_l K_l, dt * sum_n Re(Ctilde_n B_n)) for k = 0 and k = L/2.
-__global__ void __launch_bounds__(32) cauchy_ctilde_kernel(int64_t M, int64_t R, int64_t L, const float *dtv,
+template <int R>
+__global__ void __launch_bounds__(32) cauchy_ctilde_kernel(int64_t M, int64_t L, const float *dtv,
                                                            const float *P, const float *B, const float *C,
                                                            const zd *e_g, const zd *bb_g, const zd *U_g,
                                                            const zd *W_g, float2 *prod, float2 *chan) {
@@ -647,41 +852,72 @@ __global__ void __launch_bounds__(32) cauchy_ctilde_kernel(int64_t M, int64_t R,
     const int64_t h = blockIdx.x;
     const int lane = threadIdx.x;
     zd *c = cs, *e = cs + M, *bb = cs + 2 * M, *U = cs + 3 * M, *W = cs + (3 + R) * M;
-    for (int64_t n = lane; n < M; n += 32) {
-        c[n] = zd(C[2 * (h * M + n)], C[2 * (h * M + n) + 1]);
-        e[n] = e_g[h * M + n];
-        bb[n] = bb_g[h * M + n];
-        for (int64_t j = 0; j < R; j++) {
-            U[j * M + n] = U_g[(h * R + j) * M + n];
-            W[j * M + n] = W_g[(h * R + j) * M + n];
+    double ks = 0;
+    if (M <= 32) {
+        zd cr = 0, er = 0, br = 0, Ur[R > 0 ? R : 1], Wr[R > 0 ? R : 1];
+#pragma unroll
+        for (int j = 0; j < R; j++) Ur[j] = Wr[j] = 0;
+        if (lane < M) {
+            cr = zd(C[2 * (h * M + lane)], C[2 * (h * M + lane) + 1]);
+            er = e_g[h * M + lane];
+            br = bb_g[h * M + lane];
+#pragma unroll
+            for (int j = 0; j < R; j++) {
+                Ur[j] = U_g[(h * R + j) * M + lane];
+                Wr[j] = W_g[(h * R + j) * M + lane];
+            }
+        }
+        for (int64_t step = 0; step < L; step++) {
+            double v[R + 1];
+            v[0] = cr.real() * br.real() - cr.imag() * br.imag();
+#pragma unroll
+            for (int j = 0; j < R; j++) v[j + 1] = cr.real() * Ur[j].real() - cr.imag() * Ur[j].imag();
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+                for (int q = 0; q <= R; q++) v[q] += __shfl_xor_sync(0xffffffffu, v[q], o);
+            ks += 2 * v[0];
+            zd cn = cr * er;
+#pragma unroll
+            for (int j = 0; j < R; j++) cn += (2 * v[j + 1]) * Wr[j];
+            cr = cn;
+        }
+        if (lane < M) c[lane] = cr;
+    } else {
+        for (int64_t n = lane; n < M; n += 32) {
+            c[n] = zd(C[2 * (h * M + n)], C[2 * (h * M + n) + 1]);
+            e[n] = e_g[h * M + n];
+            bb[n] = bb_g[h * M + n];
+            for (int64_t j = 0; j < R; j++) {
+                U[j * M + n] = U_g[(h * R + j) * M + n];
+                W[j * M + n] = W_g[(h * R + j) * M + n];
+            }
+        }
+        __syncwarp();
+        for (int64_t step = 0; step < L; step++) {
+            double v[R + 1];
+#pragma unroll
+            for (int q = 0; q <= R; q++) v[q] = 0;
+            for (int64_t n = lane; n < M; n += 32) {
+                const zd cn = c[n];
+                v[0] += (cn * bb[n]).real();
+#pragma unroll
+                for (int j = 0; j < R; j++) v[j + 1] += (cn * U[j * M + n]).real();
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o /= 2)
+#pragma unroll
+                for (int q = 0; q <= R; q++) v[q] += __shfl_xor_sync(0xffffffffu, v[q], o);
+            ks += 2 * v[0];
+            for (int64_t n = lane; n < M; n += 32) {
+                zd cn = c[n] * e[n];
+#pragma unroll
+                for (int j = 0; j < R; j++) cn += (2 * v[j + 1]) * W[j * M + n];
+                c[n] = cn;
+            }
         }
     }
     __syncwarp();
-    double ks = 0;
-    for (int64_t step = 0; step < L; step++) {
-        double s = 0, alpha[CAUCHY_MAX_RANK];
-#pragma unroll
-        for (int j = 0; j < CAUCHY_MAX_RANK; j++) alpha[j] = 0;
-        for (int64_t n = lane; n < M; n += 32) {
-            const zd cn = c[n];
-            s += (cn * bb[n]).real();
-#pragma unroll
-            for (int j = 0; j < CAUCHY_MAX_RANK; j++)
-                if (j < R) alpha[j] += (cn * U[j * M + n]).real();
-        }
-        s = warp_sum(s);
-#pragma unroll
-        for (int j = 0; j < CAUCHY_MAX_RANK; j++)
-            if (j < R) alpha[j] = 2 * warp_sum(alpha[j]);
-        ks += 2 * s;
-        for (int64_t n = lane; n < M; n += 32) {
-            zd cn = c[n] * e[n];
-#pragma unroll
-            for (int j = 0; j < CAUCHY_MAX_RANK; j++)
-                if (j < R) cn += alpha[j] * W[j * M + n];
-            c[n] = cn;
-        }
-    }
     const int64_t Q = R + 1;
     double sny = 0;
     for (int64_t n = lane; n < M; n += 32) {
@@ -803,8 +1039,16 @@ extern "C" int cauchy_kernel_dplr_cuda(int64_t H, int64_t M, int64_t R, int64_t 
     CK(cudaGetLastError());
     const size_t smem = (size_t)(3 + 2 * R) * M * sizeof(zd);
     if (smem > 227 * 1024) FAIL("cauchy_kernel_dplr_cuda: M too large for the shared-memory recurrence");
-    if (smem > 48 * 1024) CK(cudaFuncSetAttribute(cauchy_ctilde_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    cauchy_ctilde_kernel<<<(unsigned)H, 32, smem, st>>>(M, R, L, dt, P, B, C, e, bb, U, W, prod, chan);
+    switch (R) {
+#define CASE(r)                                                                                                      \
+    case r:                                                                                                          \
+        if (smem > 48 * 1024)                                                                                        \
+            CK(cudaFuncSetAttribute(cauchy_ctilde_kernel<r>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem)); \
+        cauchy_ctilde_kernel<r><<<(unsigned)H, 32, smem, st>>>(M, L, dt, P, B, C, e, bb, U, W, prod, chan);          \
+        break;
+        CASE(0) CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+#undef CASE
+    }
     CK(cudaGetLastError());
     dim3 grid((unsigned)((nf + CTHREADS - 1) / CTHREADS), (unsigned)H);
     switch (R) {

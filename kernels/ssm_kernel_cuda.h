@@ -36,6 +36,12 @@ int vandermonde_kernel_cuda(int64_t H, int64_t M, int64_t L, const double *log_A
 int fft_conv_forward_cuda(int64_t batch, int64_t H, int64_t L, const float *u, const float *K,
                           const float *D, float *y, void *stream);
 
+/* fft_conv_forward_cuda runs with cuFFT LTO callbacks (zero padding, spectrum product and the
+ * output pass fused into the transforms; NVRTC loaded at run time) when it can, else with
+ * separate passes; 0 forces the separate passes.  The status names the path or why not. */
+void fft_conv_cuda_set_callbacks(int enable);
+const char *fft_conv_cuda_callback_status(void);
+
 /* Given dy (batch, H, L): du (batch, H, L) = correlation of dy with K + D dy, dK (H, L) = sum over
  * the batch of the correlation of dy with u, dD (H) = sum dy u.  du, dK or dD may be NULL (not
  * computed); D NULL means no D term (dD may still be asked for). */

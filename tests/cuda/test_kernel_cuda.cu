@@ -201,7 +201,8 @@ static void vand_case(int64_t H, int64_t M, int64_t L, bool real_modes) {
 }
 
 // ---- FFT convolution, against the direct O(L^2) sums in double
-static void conv_case(int64_t batch, int64_t H, int64_t L, bool withD) {
+static void conv_case(int64_t batch, int64_t H, int64_t L, bool withD, bool callbacks) {
+    fft_conv_cuda_set_callbacks(callbacks);
     vf u(batch * H * L), K(H * L), D(H), dy(batch * H * L);
     for (auto &v : u) v = uni(-1, 1);
     for (auto &v : dy) v = uni(-1, 1);
@@ -225,8 +226,10 @@ static void conv_case(int64_t batch, int64_t H, int64_t L, bool withD) {
     SSM_OK(fft_conv_backward_cuda(batch, H, L, du, dK, withD ? dD : nullptr, ddy, gu, gK, gD, nullptr));
     CUDA_OK(cudaDeviceSynchronize());
     char nm[120], sh[60];
-    snprintf(sh, sizeof sh, "b%lld H%lld L%lld%s", (long long)batch, (long long)H, (long long)L, withD ? " D" : "");
-    snprintf(nm, sizeof nm, "fft conv %s", sh); check(rel(host(y, u.size()), ref), 1e-5, nm);
+    snprintf(sh, sizeof sh, "b%lld H%lld L%lld%s%s", (long long)batch, (long long)H, (long long)L, withD ? " D" : "",
+             callbacks ? "" : " separate passes");
+    snprintf(nm, sizeof nm, "fft conv %s%s%s", sh, callbacks ? " " : "", callbacks ? fft_conv_cuda_callback_status() : "");
+    check(rel(host(y, u.size()), ref), 1e-5, nm);
     snprintf(nm, sizeof nm, "fft conv backward du %s", sh); check(rel(host(gu, u.size()), rdu), 1e-5, nm);
     snprintf(nm, sizeof nm, "fft conv backward dK %s", sh); check(rel(host(gK, H * L), rdK), 1e-5, nm);
     snprintf(nm, sizeof nm, "fft conv backward dD %s", sh); check(rel(host(gD, H), rdD), 1e-5, nm);
@@ -405,9 +408,19 @@ static void bench() {
         float *u = dev(rand_vec(n, -1, 1)), *dy = dev(rand_vec(n, -1, 1)), *K = dev(rand_vec(H * L, -0.1, 0.1));
         float *D = dev(rand_vec(H, -1, 1)), *y = poisoned(n), *du = poisoned(n), *dK = poisoned(H * L), *dD = poisoned(H);
         snprintf(fw, sizeof fw, "read u, write y: %.0f MB", 8.0 * n / 1e6);
-        row("fft conv fwd b8 H1536 L2048", median_ms([&] { SSM_OK(fft_conv_forward_cuda(bt, H, L, u, K, D, y, nullptr)); }), 8.0 * n / bw * 1e3, fw);
+        fft_conv_cuda_set_callbacks(0);
+        row("fft conv fwd b8 H1536 L2048 (separate)", median_ms([&] { SSM_OK(fft_conv_forward_cuda(bt, H, L, u, K, D, y, nullptr)); }), 8.0 * n / bw * 1e3, fw);
+        fft_conv_cuda_set_callbacks(1);
+        float ms = median_ms([&] { SSM_OK(fft_conv_forward_cuda(bt, H, L, u, K, D, y, nullptr)); });
+        char nm[80]; snprintf(nm, sizeof nm, "fft conv fwd b8 H1536 L2048 (%s)", fft_conv_cuda_callback_status());
+        row(nm, ms, 8.0 * n / bw * 1e3, fw);
         snprintf(fw, sizeof fw, "read u, dy, write du: %.0f MB", 12.0 * n / 1e6);
-        row("fft conv bwd b8 H1536 L2048", median_ms([&] { SSM_OK(fft_conv_backward_cuda(bt, H, L, u, K, D, dy, du, dK, dD, nullptr)); }), 12.0 * n / bw * 1e3, fw);
+        fft_conv_cuda_set_callbacks(0);
+        row("fft conv bwd b8 H1536 L2048 (separate)", median_ms([&] { SSM_OK(fft_conv_backward_cuda(bt, H, L, u, K, D, dy, du, dK, dD, nullptr)); }), 12.0 * n / bw * 1e3, fw);
+        fft_conv_cuda_set_callbacks(1);
+        ms = median_ms([&] { SSM_OK(fft_conv_backward_cuda(bt, H, L, u, K, D, dy, du, dK, dD, nullptr)); });
+        snprintf(nm, sizeof nm, "fft conv bwd b8 H1536 L2048 (%s)", fft_conv_cuda_callback_status());
+        row(nm, ms, 12.0 * n / bw * 1e3, fw);
         for (float *p : {u, dy, K, D, y, du, dK, dD}) CUDA_OK(cudaFree(p));
     }
     // DPLR Cauchy kernel: the Cauchy sums cost H (L/2) M (R+1)^2 x ~4 FMA + 2 reciprocals per (k, n);
@@ -448,7 +461,9 @@ int main(int argc, char **argv) {
         s4d_grad_case(1, 1, 1); s4d_grad_case(3, 7, 1000); s4d_grad_case(2, 64, 4097); s4d_grad_case(5, 300, 333);
         s4d_grad_case(1, 3, 2049); s4d_grad_case(7, 33, 5000);
         vand_case(3, 5, 1000, false); vand_case(2, 300, 333, false); vand_case(3, 7, 777, true); vand_case(1, 1, 1, true);
-        conv_case(1, 1, 1, true); conv_case(2, 3, 1000, true); conv_case(3, 2, 777, false); conv_case(1, 5, 4099, true);
+        for (bool cb : {true, false}) {
+            conv_case(1, 1, 1, true, cb); conv_case(2, 3, 1000, true, cb); conv_case(3, 2, 777, false, cb); conv_case(1, 5, 4099, true, cb);
+        }
         cauchy_case(1, 1, 1, 1); cauchy_case(2, 3, 1, 1000); cauchy_case(3, 16, 2, 777); cauchy_case(1, 300, 1, 333);
         cauchy_case(2, 5, 0, 64); cauchy_case(1, 7, 3, 4097); cauchy_case(1, 8, 8, 100); cauchy_case(2, 32, 1, 2);
         printf("%d checks, %d failed\n", n_checks, n_failed);
