@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <thrust/complex.h>
 
 #include "ssm_kernel_cuda.h"
@@ -462,9 +463,10 @@ static int conv_plans(int64_t batch, int64_t H, int64_t L, cudaStream_t st) {
 // dlopen so that the build needs nothing more): the R2C loads u with the zero padding done in its
 // load callback and multiplies by the kernel spectrum in its store callback; the C2R's store
 // callback writes y = (.)/(2L) + D u directly.  That removes the padded copy of u, the multiply
-// pass and the finishing pass (about 1.1 of the 1.8 GB moved at b8 H1536 L2048).  When NVRTC or
-// JIT callbacks are not available, the plain path above runs (fft_conv_cuda_set_callbacks(0)
-// forces it).
+// pass and the finishing pass (about 1.1 of the 1.8 GB moved at b8 H1536 L2048).  Off by default
+// (fft_conv_cuda_set_callbacks(1) turns it on; the test checks both paths): on the H100 the plan
+// with callbacks failed (cuFFT error 5) in the one run so far, and the variants tried below have
+// not run yet.  When NVRTC or JIT callbacks are not available, the plain path runs.
 static const char *conv_callback_src = R"(
 struct ConvCB { const float *u; const float2 *kf; const float *D; float *y; long long L, H, F; float scale; };
 extern "C" __device__ float ck_load_pad(void *in, unsigned long long off, void *info, void *sh) {
@@ -495,18 +497,20 @@ struct ConvCB {   // must match conv_callback_src
     float scale;
 };
 
-static int g_cb_enabled = 1;     // fft_conv_cuda_set_callbacks
+static int g_cb_enabled = 0;     // fft_conv_cuda_set_callbacks: off until a GPU run verifies the path
 static int g_cb_state = 0;       // 0 not tried, 1 LTO-IR ready, -1 unavailable
 static char *g_cb_ltoir;
 static size_t g_cb_ltoir_size;
-static char g_cb_why[200];
+static char g_cb_why[600];
+#define CB_NOTE(...) snprintf(g_cb_why + strlen(g_cb_why), sizeof g_cb_why - strlen(g_cb_why), __VA_ARGS__)
 
 extern "C" void fft_conv_cuda_set_callbacks(int enable) { g_cb_enabled = enable; }
 extern "C" const char *fft_conv_cuda_callback_status(void) {
-    return g_cb_state == 1 ? "cuFFT LTO callbacks" : g_cb_state == 0 ? "not tried" : g_cb_why;
+    return g_cb_state == 0 ? "not tried" : g_cb_why;
 }
 
 // NVRTC through dlopen: the callbacks' LTO-IR, once.  0 ready, -1 unavailable (reason in g_cb_why).
+static int g_cb_rdc = 1;         // NVRTC -rdc for the LTO-IR (the plans try with and without)
 static int conv_callbacks_ltoir(void) {
     if (g_cb_state) return g_cb_state == 1 ? 0 : -1;
     g_cb_state = -1;
@@ -533,7 +537,7 @@ static int conv_callbacks_ltoir(void) {
     cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
     char arch[64];
     snprintf(arch, sizeof arch, "--gpu-architecture=compute_%d%d", major, minor);
-    const char *opts[] = {arch, "-dlto", "--relocatable-device-code=true"};
+    const char *opts[] = {arch, "-dlto", g_cb_rdc ? "--relocatable-device-code=true" : "--relocatable-device-code=false"};
     void *prog = nullptr;
     if (create(&prog, conv_callback_src, "ssm_conv_callbacks.cu", 0, nullptr, nullptr) != 0) {
         snprintf(g_cb_why, sizeof g_cb_why, "nvrtcCreateProgram failed");
@@ -568,51 +572,74 @@ static ConvCBPlans g_cbp;
 static ConvCB *g_cb_dev;          // the callbacks' caller info (device)
 static void *g_cb_info[1];
 
-// 0 with the callback plans ready for (batch, H, L), -1 if they cannot be made (then not retried)
-static int conv_cb_plans(int64_t batch, int64_t H, int64_t L, cudaStream_t st) {
-    if (!g_cb_enabled || conv_callbacks_ltoir()) return -1;
-    ConvCBPlans &p = g_cbp;
-    if (p.b == batch && p.h == H && p.l == L) {
-        if (cufftSetStream(p.f, st) != CUFFT_SUCCESS || cufftSetStream(p.i, st) != CUFFT_SUCCESS ||
-            cufftSetStream(p.p, st) != CUFFT_SUCCESS)
-            return -1;
-        return 0;
+// One plan with JIT callbacks: R2C (type 0) or C2R (1) over rows transforms of length n; names and
+// kinds of the callbacks.  xt: cufftXtMakePlanMany, else cufftMakePlanMany.  0, or the cuFFT error
+// (stage in g_cb_why).
+static int make_cb_plan(cufftHandle *plan, int c2r, int64_t n, int64_t F, int64_t rows, int ncb, const char *const *names,
+                        const cufftXtCallbackType *kinds, int xt) {
+    cufftResult r = cufftCreate(plan);
+    if (r != CUFFT_SUCCESS) { CB_NOTE("cufftCreate: error %d; ", (int)r); return (int)r; }
+    for (int k = 0; k < ncb; k++) {
+        r = cufftXtSetJITCallback(*plan, names[k], g_cb_ltoir, g_cb_ltoir_size, kinds[k], g_cb_info);
+        if (r != CUFFT_SUCCESS) {
+            CB_NOTE("cufftXtSetJITCallback(%s): error %d (rdc %d); ", names[k], (int)r, g_cb_rdc);
+            cufftDestroy(*plan);
+            return (int)r;
+        }
     }
-    if (p.b >= 0) { cufftDestroy(p.f); cufftDestroy(p.i); cufftDestroy(p.p); p.b = -1; }
-    if (!g_cb_dev && cudaMalloc(&g_cb_dev, sizeof(ConvCB)) != cudaSuccess) { cudaGetLastError(); return -1; }
-    g_cb_info[0] = g_cb_dev;
-    const int64_t n = 2 * L, F = L + 1, rows = batch * H;
-    int nn = (int)n;
     size_t ws = 0;
-    cufftResult r = cufftCreate(&p.f);
-    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.f, "ck_load_pad", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_LD_REAL, g_cb_info);
-    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.f, "ck_store_mul", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_ST_COMPLEX, g_cb_info);
-    if (r == CUFFT_SUCCESS) r = cufftMakePlanMany(p.f, 1, &nn, nullptr, 1, (int)n, nullptr, 1, (int)F, CUFFT_R2C, (int)rows, &ws);
-    if (r != CUFFT_SUCCESS) {
-        cufftDestroy(p.f);
-        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT R2C plan with JIT callbacks: error %d", (int)r);
-        g_cb_state = -1;
-        return -1;
+    if (xt) {
+        long long nl = n;
+        r = cufftXtMakePlanMany(*plan, 1, &nl, nullptr, 1, c2r ? F : n, c2r ? CUDA_C_32F : CUDA_R_32F, nullptr, 1,
+                                c2r ? n : F, c2r ? CUDA_R_32F : CUDA_C_32F, rows, &ws, CUDA_C_32F);
+    } else {
+        int nn = (int)n;
+        r = cufftMakePlanMany(*plan, 1, &nn, nullptr, 1, (int)(c2r ? F : n), nullptr, 1, (int)(c2r ? n : F),
+                              c2r ? CUFFT_C2R : CUFFT_R2C, (int)rows, &ws);
     }
-    r = cufftCreate(&p.i);
-    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.i, "ck_store_out", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_ST_REAL, g_cb_info);
-    if (r == CUFFT_SUCCESS) r = cufftMakePlanMany(p.i, 1, &nn, nullptr, 1, (int)F, nullptr, 1, (int)n, CUFFT_C2R, (int)rows, &ws);
     if (r != CUFFT_SUCCESS) {
-        cufftDestroy(p.f); cufftDestroy(p.i);
-        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT C2R plan with JIT callbacks: error %d", (int)r);
-        g_cb_state = -1;
-        return -1;
+        CB_NOTE("%s with %s: error %d (rdc %d); ", xt ? "cufftXtMakePlanMany" : "cufftMakePlanMany", names[0], (int)r, g_cb_rdc);
+        cufftDestroy(*plan);
+        return (int)r;
     }
-    r = cufftCreate(&p.p);
-    if (r == CUFFT_SUCCESS) r = cufftXtSetJITCallback(p.p, "ck_load_pad", g_cb_ltoir, g_cb_ltoir_size, CUFFT_CB_LD_REAL, g_cb_info);
-    if (r == CUFFT_SUCCESS) r = cufftMakePlanMany(p.p, 1, &nn, nullptr, 1, (int)n, nullptr, 1, (int)F, CUFFT_R2C, (int)rows, &ws);
-    if (r != CUFFT_SUCCESS) {
-        cufftDestroy(p.f); cufftDestroy(p.i); cufftDestroy(p.p);
-        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT R2C (pad) plan with JIT callbacks: error %d", (int)r);
-        g_cb_state = -1;
-        return -1;
+    return 0;
+}
+
+// 0 with the callback plans ready for (batch, H, L), -1 if they cannot be made (then not retried).
+// Tries cufftXtMakePlanMany then cufftMakePlanMany, LTO-IR with then without -rdc.
+static int g_cb_variant = -1;
+static int conv_cb_plans(int64_t batch, int64_t H, int64_t L, cudaStream_t st) {
+    if (!g_cb_enabled || g_cb_state < 0) return -1;
+    ConvCBPlans &p = g_cbp;
+    if (p.b != batch || p.h != H || p.l != L) {
+        if (p.b >= 0) { cufftDestroy(p.f); cufftDestroy(p.i); cufftDestroy(p.p); p.b = -1; }
+        if (!g_cb_dev && cudaMalloc(&g_cb_dev, sizeof(ConvCB)) != cudaSuccess) { cudaGetLastError(); return -1; }
+        g_cb_info[0] = g_cb_dev;
+        g_cb_why[0] = 0;
+        const int64_t n = 2 * L, F = L + 1, rows = batch * H;
+        const char *nf[] = {"ck_load_pad", "ck_store_mul"}, *ni[] = {"ck_store_out"};
+        const cufftXtCallbackType kf[] = {CUFFT_CB_LD_REAL, CUFFT_CB_ST_COMPLEX}, ki[] = {CUFFT_CB_ST_REAL};
+        int ok = 0;
+        for (int v = g_cb_variant >= 0 ? g_cb_variant : 0; v < 4 && !ok; v++) {
+            const int xt = !(v & 1), rdc = v < 2;
+            if (rdc != g_cb_rdc || !g_cb_state) {   // (re)compile the LTO-IR with this -rdc
+                g_cb_rdc = rdc;
+                g_cb_state = 0;
+                free(g_cb_ltoir);
+                g_cb_ltoir = nullptr;
+                if (conv_callbacks_ltoir()) return -1;
+            }
+            if (make_cb_plan(&p.f, 0, n, F, rows, 2, nf, kf, xt)) continue;
+            if (make_cb_plan(&p.i, 1, n, F, rows, 1, ni, ki, xt)) { cufftDestroy(p.f); continue; }
+            if (make_cb_plan(&p.p, 0, n, F, rows, 1, nf, kf, xt)) { cufftDestroy(p.f); cufftDestroy(p.i); continue; }
+            ok = 1;
+            g_cb_variant = v;
+        }
+        if (!ok) { g_cb_state = -1; return -1; }
+        p.b = batch; p.h = H; p.l = L;
+        snprintf(g_cb_why, sizeof g_cb_why, "cuFFT LTO callbacks (%s, rdc %d)", g_cb_variant & 1 ? "cufftMakePlanMany" : "cufftXtMakePlanMany",
+                 g_cb_rdc);
     }
-    p.b = batch; p.h = H; p.l = L;
     if (cufftSetStream(p.f, st) != CUFFT_SUCCESS || cufftSetStream(p.i, st) != CUFFT_SUCCESS ||
         cufftSetStream(p.p, st) != CUFFT_SUCCESS)
         return -1;

@@ -36,9 +36,10 @@ int vandermonde_kernel_cuda(int64_t H, int64_t M, int64_t L, const double *log_A
 int fft_conv_forward_cuda(int64_t batch, int64_t H, int64_t L, const float *u, const float *K,
                           const float *D, float *y, void *stream);
 
-/* fft_conv_forward_cuda runs with cuFFT LTO callbacks (zero padding, spectrum product and the
- * output pass fused into the transforms; NVRTC loaded at run time) when it can, else with
- * separate passes; 0 forces the separate passes.  The status names the path or why not. */
+/* 1: the FFT convolution (forward and backward) tries cuFFT LTO callbacks (zero padding, spectrum
+ * product and the output pass fused into the transforms; NVRTC loaded at run time), falling back
+ * to separate passes; 0 (the default until verified on a GPU): separate passes.  The status
+ * names the path taken or why the callbacks could not be used. */
 void fft_conv_cuda_set_callbacks(int enable);
 const char *fft_conv_cuda_callback_status(void);
 
