@@ -10,6 +10,7 @@
 
 #include "bpe.h"
 #include "cli.h"
+#include "device.h"
 #include "json.h"
 #include "mamba_import.h"
 #include "model_mamba.h"
@@ -44,6 +45,8 @@ static const char *usage =
     "                          and optional `y` (count) i32 labels from FILE (default stdin);\n"
     "                          print one predicted class per line (accuracy on stderr)\n"
     "      --batch N           examples per forward pass (default 32)\n"
+    "Device:\n"
+    "      --device cpu|cuda   where the model runs (default cpu; cuda: on the GPU)\n"
     "State and diagnostics:\n"
     "      --state-in FILE     continue from a state saved by --state-out\n"
     "      --state-out FILE    save the recurrent state (after the last token) as a tensor stream\n"
@@ -59,7 +62,7 @@ static const char *usage =
 enum {
     OPT_CONFIG = SSM_OPT_TOOL_FIRST, OPT_TOKENIZER, OPT_PROMPT, OPT_PROMPT_FILE, OPT_TOKENS, OPT_TEMPERATURE,
     OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_IDS, OPT_STATE_IN, OPT_STATE_OUT, OPT_LOGITS_OUT, OPT_CHUNK,
-    OPT_CLASSIFY, OPT_BATCH
+    OPT_CLASSIFY, OPT_BATCH, OPT_DEVICE
 };
 
 typedef struct {
@@ -71,6 +74,7 @@ typedef struct {
     ssm_sampling sampling;
     uint64_t seed;
     int seed_given, ids;
+    int on_gpu;
 } options;
 
 static void parse_options(int argc, char **argv, options *o) {
@@ -94,6 +98,7 @@ static void parse_options(int argc, char **argv, options *o) {
         {"prefill-chunk", required_argument, 0, OPT_CHUNK},
         {"classify", no_argument, 0, OPT_CLASSIFY},
         {"batch", required_argument, 0, OPT_BATCH},
+        {"device", required_argument, 0, OPT_DEVICE},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->n_new = 64;
@@ -122,6 +127,7 @@ static void parse_options(int argc, char **argv, options *o) {
         case OPT_CHUNK: o->chunk = ssm_parse_int("--prefill-chunk", optarg, 1, 1 << 20); break;
         case OPT_CLASSIFY: o->classify = 1; break;
         case OPT_BATCH: o->batch = ssm_parse_int("--batch", optarg, 1, 1 << 20); break;
+        case OPT_DEVICE: o->on_gpu = ssm_parse_device(optarg) == SSM_DEVICE_CUDA; break;
         default: ssm_usage_error("unknown option");
         }
     }
@@ -279,6 +285,7 @@ static uint64_t weights_fingerprint(mamba_model *m) {
 static void save_state(const char *path, mamba_model *m, const mamba_state *s, const float *logits,
                        int64_t position, const ssm_rng *rng) {
     const mamba_config *c = mamba_get_config(m);
+    ssm_buf_sync();   /* the state may be GPU memory (--device cuda) */
     ssm_writer *w = ssm_cli_open_output(path);
     ssm_tensor *h = ssm_tensor_new("generate_state", SSM_U8, 1, (int64_t[]){0});
     mamba_config_to_attrs(c, h);
@@ -308,7 +315,7 @@ static void copy_f32(const ssm_tensor_set *set, const char *name, int rank, cons
     ssm_tensor *t = ssm_require(set, name, "f32 state");
     ssm_require_shape(t, rank, dims);
     if (t->dtype != SSM_F32) ssm_die("tensor '%s': dtype %s, expected f32", name, ssm_dtype_name(t->dtype));
-    memcpy(dst, t->data, ssm_tensor_nbytes(t));
+    ssm_buf_from_host(dst, t->data, ssm_tensor_nbytes(t));
 }
 
 static void load_state(const char *path, mamba_model *m, mamba_state *s, float *logits, int64_t *position,
@@ -317,6 +324,7 @@ static void load_state(const char *path, mamba_model *m, mamba_state *s, float *
     ssm_tensor_set set;
     ssm_set_init(&set);
     read_all(path, &set);
+    ssm_buf_sync();
     ssm_tensor *h = ssm_require(&set, "generate_state", "u8 [0] with the model's attributes");
     mamba_config saved = mamba_config_from_attrs(h);
     if (saved.d_model != c->d_model || saved.n_layers != c->n_layers || saved.d_state != c->d_state ||
@@ -430,6 +438,7 @@ int main(int argc, char **argv) {
     options o;
     parse_options(argc, argv, &o);
 
+    if (o.on_gpu) ssm_compute_use_gpu();   /* before the model is allocated; exit 1 without a GPU */
     ssm_tensor_set ckpt;
     load_checkpoint(&o, &ckpt);
     ssm_tensor *cfg = ssm_require(&ckpt, "config", "u8 [0] holding the model's attributes");

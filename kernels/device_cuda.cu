@@ -52,3 +52,20 @@ extern "C" void ssm_dev_free_all(void) {
     free(g_bufs);
     g_bufs = NULL, g_nbufs = g_cap = 0;
 }
+
+/* ---- managed buffers of the models (libcommon/device.h: ssm_buf_*) ------------------------------- */
+extern "C" void *ssm_cuda_managed_calloc(size_t bytes) {
+    void *p = NULL;
+    check(cudaMallocManaged(&p, bytes ? bytes : 1, cudaMemAttachGlobal), "allocating", "a model buffer");
+    /* zeroed by the GPU, so that the pages start out in GPU memory */
+    check(cudaMemset(p, 0, bytes ? bytes : 1), "zeroing", "a model buffer");
+    return p;
+}
+extern "C" void ssm_cuda_free(void *p) { check(cudaFree(p), "freeing", "a model buffer"); }
+extern "C" void ssm_cuda_zero(void *p, size_t bytes) {
+    if (bytes) check(cudaMemsetAsync(p, 0, bytes, 0), "zeroing", "a buffer");
+}
+extern "C" void ssm_cuda_sync(void) { check(cudaDeviceSynchronize(), "computing", "the model"); }
+extern "C" void ssm_cuda_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "copying", "a buffer");
+}
