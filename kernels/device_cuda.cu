@@ -56,6 +56,11 @@ extern "C" void ssm_dev_free_all(void) {
 /* ---- managed buffers of the models (libcommon/device.h: ssm_buf_*) ------------------------------- */
 extern "C" void *ssm_cuda_managed_calloc(size_t bytes) {
     void *p = NULL;
+    /* never more managed memory than the GPU has free (oversubscription can hang the device) */
+    size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "querying", "the GPU's free memory");
+    if (bytes + ((size_t)256 << 20) > free_b)
+        ssm_die("--device cuda: a model buffer of %.0f MB does not fit: %.0f MB free on the GPU", bytes / 1e6, free_b / 1e6);
     check(cudaMallocManaged(&p, bytes ? bytes : 1, cudaMemAttachGlobal), "allocating", "a model buffer");
     /* zeroed by the GPU, so that the pages start out in GPU memory */
     check(cudaMemset(p, 0, bytes ? bytes : 1), "zeroing", "a model buffer");
