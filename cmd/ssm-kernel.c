@@ -1,7 +1,8 @@
 /* ssm-kernel - the convolution kernel K (H, L) of an SSM three ways (naive, vandermonde, cauchy),
  * the FFT convolution y = K * u + D u, and the gradients of both.  Only argument handling and
  * wiring live here; the math is in kernels/ (ssm_kernel.h) and, for re-discretizing at a new dt,
- * libcommon/discretize.h; --device cuda runs the --apply convolution with kernels/ssm_kernel_cuda.cu.
+ * libcommon/discretize.h; --device cuda computes K (diag: Vandermonde, dplr: Cauchy) and the --apply
+ * convolution with kernels/ssm_kernel_cuda.cu.
  * Tensor names: man/ssm-kernel.1 (TENSORS). */
 #include <complex.h>
 #include <getopt.h>
@@ -36,8 +37,8 @@ static const char *usage =
     "      --backward      read dK (or u and dy) and write the gradients dlog_dt, dA, dB, dC\n"
     "                      (complex diagonal ZOH form) and du, dK, dK2, dD (convolution)\n"
     "      --dtype T       f32 | f64 for the tensors written (default: that of the input)\n"
-    "      --device cpu|cuda  with --apply: the convolution on the CPU [default] or an NVIDIA\n"
-    "                      GPU (cuFFT, float32); the kernel K is computed on the CPU\n"
+    "      --device cpu|cuda  the kernel K (diag and dplr forms) and the --apply convolution on\n"
+    "                      the CPU [default] or an NVIDIA GPU (float32); dense K stays on the CPU\n"
     "      --measure       plan the FFTs with FFTW_MEASURE (slower start, faster transforms)\n"
     "      --layer PREFIX  the SSM is a checkpoint's S4D layer: PREFIX.{log_dt, A_real_log, A_imag,\n"
     "                      B, C, D} (e.g. layers.0.ssm); a stream with no A and exactly one such\n"
@@ -59,7 +60,7 @@ static const char *const form_names[] = {"none", "dense", "diag", "dplr"};
 typedef struct {
     int64_t L;
     int method, apply, bidirectional, backward, dtype, measure;
-    ssm_device device;       /* --device: where the --apply convolution runs */
+    ssm_device device;       /* --device: where K (diag, dplr) and the --apply convolution run */
     double dt, rate;
     int have_dt, have_rate;
     const char *layer;       /* --layer PREFIX: an S4D layer of a checkpoint */
@@ -275,7 +276,62 @@ static ssm_tensor *make_tensor(const char *name, int dtype, int rank, const int6
 
 static int complex_of(int real_dtype) { return real_dtype == SSM_F64 ? SSM_C128 : SSM_C64; }
 
-/* Computes K (H, L) in double; replaces Abar, Bbar, dt in `set` when --dt/--rate changed them. */
+#ifdef SSM_HAVE_CUDA
+/* K (H, L) of a diagonal form on the GPU (vandermonde_kernel_cuda, float32): Abar, Bbar, C (H, n),
+ * complex (conj=half, K = 2 Re sum ...) or real (as complex modes: log|Abar| + i pi for Abar < 0). */
+static void kernel_diag_cuda(int64_t H, int64_t n, int64_t L, int is_complex, const double *Abar,
+                             const double *Bbar, const double *C, double *K) {
+    size_t nm = (size_t)(H * n);
+    double *la = ssm_xmalloc(sizeof(double) * (2 * nm + 1)), *ct = ssm_xmalloc(sizeof(double) * (2 * nm + 1));
+    for (size_t i = 0; i < nm; i++) {
+        if (is_complex) {
+            double complex a = Abar[2 * i] + I * Abar[2 * i + 1];
+            double complex c = (C[2 * i] + I * C[2 * i + 1]) * (Bbar[2 * i] + I * Bbar[2 * i + 1]);
+            double complex l = a == 0 ? -INFINITY : clog(a);
+            la[2 * i] = creal(l); la[2 * i + 1] = a == 0 ? 0 : cimag(l);
+            ct[2 * i] = creal(c); ct[2 * i + 1] = cimag(c);
+        } else {
+            double a = Abar[i];
+            la[2 * i] = a == 0 ? -INFINITY : log(fabs(a)); la[2 * i + 1] = a < 0 ? M_PI : 0;
+            ct[2 * i] = C[i] * Bbar[i]; ct[2 * i + 1] = 0;
+        }
+    }
+    const double *dla = ssm_dev_upload("log Abar", la, sizeof(double) * 2 * nm);
+    const double *dct = ssm_dev_upload("C Bbar", ct, sizeof(double) * 2 * nm);
+    float *dK = ssm_dev_alloc("K", sizeof(float) * (size_t)(H * L));
+    ssm_dev_check("Vandermonde kernel", vandermonde_kernel_cuda(H, n, L, dla, dct, is_complex ? 2.f : 1.f, dK, NULL));
+    float *k32 = ssm_xmalloc(sizeof(float) * (size_t)(H * L));
+    ssm_dev_download("K", k32, dK, sizeof(float) * (size_t)(H * L));
+    ssm_dev_free_all();
+    for (int64_t i = 0; i < H * L; i++) K[i] = k32[i];
+    free(la); free(ct); free(k32);
+}
+
+/* K (H, L) of the DPLR form on the GPU (cauchy_kernel_dplr_cuda, float32 in and out). */
+static void kernel_dplr_cuda(int64_t H, int64_t M, int64_t R, int64_t L, const double *dt, const double *lam,
+                             const double *P, const double *B, const double *C, double *K) {
+    const double *src[5] = {dt, lam, P, B, C};
+    const size_t cnt[5] = {(size_t)H, (size_t)(2 * H * M), (size_t)(2 * H * R * M), (size_t)(2 * H * M), (size_t)(2 * H * M)};
+    const char *names[5] = {"dt", "Lambda", "P", "B", "C"};
+    const float *dv[5];
+    for (int i = 0; i < 5; i++) {
+        float *f = ssm_xmalloc(sizeof(float) * (cnt[i] + 1));
+        for (size_t j = 0; j < cnt[i]; j++) f[j] = (float)src[i][j];
+        dv[i] = ssm_dev_upload(names[i], f, sizeof(float) * (cnt[i] + 1));
+        free(f);
+    }
+    float *dK = ssm_dev_alloc("K", sizeof(float) * (size_t)(H * L));
+    ssm_dev_check("cauchy kernel", cauchy_kernel_dplr_cuda(H, M, R, L, dv[0], dv[1], dv[2], dv[3], dv[4], dK, NULL));
+    float *k32 = ssm_xmalloc(sizeof(float) * (size_t)(H * L));
+    ssm_dev_download("K", k32, dK, sizeof(float) * (size_t)(H * L));
+    ssm_dev_free_all();
+    for (int64_t i = 0; i < H * L; i++) K[i] = k32[i];
+    free(k32);
+}
+#endif
+
+/* Computes K (H, L) in double (float32 on the GPU with --device cuda: diag and dplr forms);
+ * replaces Abar, Bbar, dt in `set` when --dt/--rate changed them. */
 static double *compute_kernel(ssm_input *s, const options *o, ssm_tensor_set *set, int *method_used) {
     int method = o->method;
     if (method == METHOD_AUTO)
@@ -291,6 +347,10 @@ static double *compute_kernel(ssm_input *s, const options *o, ssm_tensor_set *se
         double *dt = channel_dt(s, o);
         double *lam = ssm_as_c128(s->Lambda, 1), *P = ssm_as_c128(s->P, 1);
         double *B = ssm_as_c128(s->B, 1), *C = ssm_as_c128(s->C, 1);
+#ifdef SSM_HAVE_CUDA
+        if (o->device == SSM_DEVICE_CUDA) kernel_dplr_cuda(H, s->M, s->R, L, dt, lam, P, B, C, K);
+        else
+#endif
         if (cauchy_kernel_dplr(H, s->M, s->R, L, dt, lam, P, B, C, K) < 0)
             ssm_die("cauchy kernel: a Woodbury system was singular or the kernel is not finite");
         if (o->have_dt || o->have_rate) {
@@ -342,6 +402,12 @@ static double *compute_kernel(ssm_input *s, const options *o, ssm_tensor_set *se
         Bbar = s->is_complex ? ssm_as_c128(s->Bbar, 1) : ssm_as_f64(s->Bbar, 1);
     }
     double *C = s->is_complex ? ssm_as_c128(s->C, 1) : ssm_as_f64(s->C, 1);
+    if (s->form == FORM_DENSE && o->device == SSM_DEVICE_CUDA)
+        ssm_info("--device cuda: the dense form's kernel is computed on the CPU");
+#ifdef SSM_HAVE_CUDA
+    if (s->form != FORM_DENSE && o->device == SSM_DEVICE_CUDA) kernel_diag_cuda(H, n, L, s->is_complex, Abar, Bbar, C, K);
+    else
+#endif
     if (s->form == FORM_DENSE) naive_kernel_dense(H, n, L, Abar, Bbar, C, K);
     else if (s->is_complex) vandermonde_kernel_complex(H, n, L, Abar, Bbar, C, K);
     else vandermonde_kernel_real(H, n, L, Abar, Bbar, C, K);
@@ -430,9 +496,9 @@ static void parse(int argc, char **argv, options *o, int *first) {
         }
     }
     if (o->bidirectional && !o->apply && !o->backward) ssm_usage_error("--bidirectional: only with --apply or --backward");
-    if (o->device == SSM_DEVICE_CUDA && (!o->apply || o->backward || o->bidirectional))
-        ssm_usage_error("--device cuda: only the --apply convolution runs on the GPU so far (not --backward, "
-                        "--bidirectional or the kernel alone)");
+    if (o->device == SSM_DEVICE_CUDA && (o->backward || o->bidirectional))
+        ssm_usage_error("--device cuda: the kernel and the --apply convolution run on the GPU so far (not --backward "
+                        "or --bidirectional)");
 #ifdef SSM_HAVE_CUDA
     if (o->device == SSM_DEVICE_CUDA) ssm_dev_require_cuda();   /* before reading any input */
 #endif

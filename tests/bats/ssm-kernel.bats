@@ -253,7 +253,7 @@ PY
 # --device: the build has CUDA when the tool links libcudart (make with nvcc present, no NO_CUDA)
 cuda_build() { ldd "$(command -v ssm-kernel)" 2>/dev/null | grep -q libcudart; }
 
-@test "--device: cpu is the default; cuda only with --apply; bad values are usage errors" {
+@test "--device: cpu is the default; cuda not with --backward or --bidirectional; bad values are usage errors" {
     python3 "$MK" make K:f32:3x64:randn u:f32:1x3x64:randn D:f32:3:randn > "$TMP/in"
     ssm-kernel --apply "$TMP/in" > "$TMP/a"
     ssm-kernel --apply --device cpu "$TMP/in" > "$TMP/b"
@@ -261,7 +261,7 @@ cuda_build() { ldd "$(command -v ssm-kernel)" 2>/dev/null | grep -q libcudart; }
     run ssm-kernel --apply --device tpu "$TMP/in"
     [ "$status" -eq 2 ]
     [ "${lines[0]}" = "ssm-kernel: --device: expected cpu or cuda, got 'tpu'" ]
-    for flags in "-L 8" "--apply --backward" "--apply --bidirectional"; do
+    for flags in "--apply --backward" "--apply --bidirectional" "-L 8 --backward"; do
         run ssm-kernel $flags --device cuda "$TMP/in"
         [ "$status" -eq 2 ]
         [[ "${lines[0]}" == "ssm-kernel: --device cuda: "* ]]

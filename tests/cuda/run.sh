@@ -21,8 +21,9 @@ fi
 grep -E 'ptxas info    : Used|spill' "$out/build.log" | paste - - | grep smem | sed 's/ptxas info    ://g' > "$out/regs.txt"
 $NVCC $NVFLAGS -o $bld/test_kernel_cuda tests/cuda/test_kernel_cuda.cu kernels/ssm_kernel_cuda.cu \
     kernels/selective_scan_cuda.cu -lcufft > "$out/build_kernel.log" 2>&1 || { tail -20 "$out/build_kernel.log"; status=1; }
-echo "== S4D kernel and FFT convolution"
-[ -x $bld/test_kernel_cuda ] && { timeout 120 $bld/test_kernel_cuda > "$out/kernel.log" 2>&1 || status=$?; grep -E 'FAIL|ms|checks' "$out/kernel.log"; }
+echo "== S4D kernel and gradient, Vandermonde, FFT convolution and backward, Cauchy (DPLR)"
+[ -x $bld/test_kernel_cuda ] && { timeout 200 $bld/test_kernel_cuda $(date +%s) "$mode" > "$out/kernel.log" 2>&1 || status=$?
+    grep -E '^FAIL|checks,|^\||^device' "$out/kernel.log"; }
 echo "== selective scan: checks and timings"
 timeout ${CHECK_TIMEOUT:-300} $bld/test_scan_cuda "$mode" > "$out/scan.log" 2>&1 || status=$?
 [ $status = 124 ] && { echo "TIMEOUT; last lines:"; tail -n 5 "$out/scan.log"; }

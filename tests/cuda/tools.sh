@@ -2,7 +2,8 @@
 # tests/cuda/tools.sh [BIN] - the tools with --device cuda against the CPU on the same inputs
 # (ssm-tensor diff --rtol 1e-4 --atol 1e-5): ssm-scan forward and --backward on a few shapes
 # (odd sizes, both layouts, selective / grouped / time-invariant B and C, every optional input),
-# and ssm-kernel --apply (the FFT convolution).
+# ssm-kernel --apply (the FFT convolution) and ssm-kernel -L (K on the GPU: Vandermonde for the
+# diag forms, complex and real, any method; Cauchy for dplr).
 # Needs a GPU; prints one line per check and exits 1 if any differs.  Run from the repository root.
 # The test is elementwise against the CPU's float32, so sums of many terms (dA over batch x L,
 # long-L outputs near zero) can exceed it by summation order alone: read a FAIL's worst element.
@@ -62,6 +63,38 @@ kernel_case() {
 }
 kernel_case 4 16 300 2
 kernel_case 7 64 1000 1
+# ssm-kernel -L: K alone.  INIT FORM METHOD H N L; dtype f64 input so that the CPU's K is the
+# double reference (the GPU's K is float32: rtol 1e-4 against it, atol relative to max |K|)
+konly_case() {
+    name="ssm-kernel -L $7 --init $1 --form $2 --method $3 H$4 N$5"
+    ssm-discretize --init $1 --form $2 --method $3 -H $4 -N $5 --seed $6 --dtype f64 -o "$T/in.ssm" ||
+        { echo "FAIL $name: ssm-discretize"; status=1; return; }
+    ssm-kernel -L $7 "$T/in.ssm" > "$T/cpu.ssm" || { echo "FAIL $name: cpu run"; status=1; return; }
+    if ! ssm-kernel -L $7 --device $GPU "$T/in.ssm" > "$T/gpu.ssm"; then
+        echo "FAIL $name: cuda run"; status=1; return
+    fi
+    rm -rf "$T/kc" "$T/kg"; mkdir -p "$T/kc" "$T/kg"
+    ssm-tensor pick K -i "$T/cpu.ssm" | ssm-tensor export --format npy --dir "$T/kc"
+    ssm-tensor pick K -i "$T/gpu.ssm" | ssm-tensor export --format npy --dir "$T/kg"
+    # normwise ||K_gpu - K_cpu|| / ||K_cpu|| <= 1e-4 (the GPU's K is float32, the CPU's double)
+    if out=$(python3 -c "
+import numpy as np, sys
+a = np.load('$T/kc/K.npy').astype(np.float64); b = np.load('$T/kg/K.npy').astype(np.float64)
+e = np.linalg.norm(b - a) / max(np.linalg.norm(a), 1e-300)
+i = np.unravel_index(np.argmax(abs(b - a)), a.shape)
+print('rel err %.2e, worst element %s: cpu %.6g gpu %.6g, max|K| %.3g' % (e, i, a[i], b[i], abs(a).max()))
+sys.exit(0 if e <= 1e-4 else 1)" 2>&1); then echo "ok   $name: $out"
+    else echo "FAIL $name: $out"; status=1; fi
+}
+konly_case s4d-lin diag zoh 5 64 1 1000
+konly_case s4d-inv diag bilinear 3 16 2 777
+konly_case s4d-real diag zoh 4 16 3 300
+konly_case mamba diag euler 3 8 4 257
+konly_case random diag zoh 2 6 5 100
+konly_case legs dplr bilinear 4 64 6 1000
+konly_case legt dplr bilinear 2 32 7 4097
+konly_case fout dplr bilinear 3 16 8 513
+konly_case legs dense zoh 2 8 9 100
 [ "${QUICK:-0}" = 1 ] && exit $status
 kernel_case 256 64 8192 4
 scan_case 2 256 4096 16 bld 1
