@@ -20,14 +20,6 @@
 #ifdef SSM_HAVE_CUDA
 #include "selective_scan_cuda.h"
 #include "ssm_kernel_cuda.h"
-/* The GPU backward of the kernel and of the convolution (helper cudakern's); weak, so that a build
- * without them links and runs those two steps on the host (managed memory) instead. */
-#pragma weak s4d_kernel_backward_cuda
-#pragma weak fft_conv_backward_cuda
-int s4d_kernel_backward_cuda(int64_t H, int64_t M, int64_t L, const float *log_dt, const float *A, const float *B,
-                             const float *C, const float *dK, float *dlog_dt, float *dA, float *dB, float *dC, void *stream);
-int fft_conv_backward_cuda(int64_t batch, int64_t H, int64_t L, const float *u, const float *K, const float *D,
-                           const float *dy, float *du, float *dK, float *dD, void *stream);
 #endif
 
 /* --device cuda (device.h): every buffer here is GPU memory, every loop an op of nn.h, the kernel
@@ -389,28 +381,20 @@ void s4d_backward(s4d_model *m) {
         zero(m->dys, Mr * H);
         gelu_backward(m->dys, m->dg, a->ys, Mr * H);
         transpose_blh(m->dyt, m->dys, batch, L, H);
-        int host_conv = 1, host_kernel = 1;
 #ifdef SSM_HAVE_CUDA
         if (ssm_compute_on_gpu()) {
-            if (fft_conv_backward_cuda) {
-                ssm_dev_check("FFT convolution backward", fft_conv_backward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D),
-                                                                                 m->dyt, m->dxt, m->dK, m->sdD, NULL));
-                host_conv = 0;
-            }
-            if (s4d_kernel_backward_cuda) {
-                ssm_dev_check("S4D kernel backward", s4d_kernel_backward_cuda(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A,
-                                                                              ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK,
-                                                                              m->sdlog_dt, m->dA, m->sdB, m->sdC, NULL));
-                host_kernel = 0;
-            }
-            if (host_conv || host_kernel) ssm_buf_sync();   /* the host reads GPU results below */
-        }
+            ssm_dev_check("FFT convolution backward", fft_conv_backward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D),
+                                                                             m->dyt, m->dxt, m->dK, m->sdD, NULL));
+            ssm_dev_check("S4D kernel backward", s4d_kernel_backward_cuda(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A,
+                                                                          ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK,
+                                                                          m->sdlog_dt, m->dA, m->sdB, m->sdC, NULL));
+        } else
 #endif
-        if (host_conv)
+        {
             fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
-        if (host_kernel)
             s4d_kernel_backward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                     ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdB, m->sdC);
+        }
         nn_add(ssm_params_grad(ps, l->D), m->sdD, H);
         nn_add(ssm_params_grad(ps, l->log_dt), m->sdlog_dt, H);
         /* A = -exp(A_real_log) + i A_imag */
