@@ -5,7 +5,8 @@
  *
  * Each batch size: a prompt of 64 tokens per sequence in parallel mode, then BENCH_STEPS (default
  * 100) decode steps after 5 warm-up steps.  tokens/s = batch x steps / seconds.  The baseline of
- * the table is batch 1.  Memory floor of one step: every weight read once (517 MB) at the device's
+ * the table is batch 1.  "step only" times the same steps without the logits' copy to the host and
+ * the choice of the next token (mamba_forward, then a wait for the GPU): the model's own rate.  Memory floor of one step: every weight read once (517 MB) at the device's
  * copy bandwidth (~3 TB/s on an H100): ~0.17 ms, i.e. ~5800 steps/s.
  *
  * Runs only with BENCH_DEVICE=cuda on a machine with a GPU (tests/cuda/models.sh sets it); without
@@ -36,7 +37,7 @@ int main(void) {
     int V = c.vocab_size;
     printf("model: d_model %d, %d layers, vocab %d, %lld parameters (%.0f MB f32); %d decode steps per batch\n",
            c.d_model, c.n_layers, V, (long long)mamba_params(m)->total, mamba_params(m)->total * 4e-6, steps);
-    printf("%-8s %14s %14s %10s\n", "batch", "steps/s", "tokens/s", "vs batch 1");
+    printf("%-8s %14s %14s %10s %22s\n", "batch", "steps/s", "tokens/s", "vs batch 1", "step only: tokens/s");
     double base = 0;
     const char *p = batches;
     while (*p) {
@@ -65,8 +66,12 @@ int main(void) {
         }
         double dt = ssm_now() - t0;
         double rate = steps / dt, toks = rate * (double)B;
+        t0 = ssm_now();
+        for (int k = 0; k < steps; k++) mamba_forward(m, tok, NULL, (int)B, 1, NULL, s);
+        ssm_buf_sync();
+        double only = steps * (double)B / (ssm_now() - t0);
         if (base == 0) base = toks;
-        printf("%-8ld %14.1f %14.1f %9.2fx\n", B, rate, toks, toks / base);
+        printf("%-8ld %14.1f %14.1f %9.2fx %22.1f\n", B, rate, toks, toks / base, only);
         fflush(stdout);
         free(prompt); free(tok);
         mamba_state_free(s);

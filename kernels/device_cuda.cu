@@ -2,6 +2,7 @@
  * buffers, copies, and CUDA failures turned into one-line ssm_die messages (exit 1). */
 #include <cuda_runtime.h>
 #include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "cli.h"
@@ -71,6 +72,13 @@ extern "C" void ssm_cuda_zero(void *p, size_t bytes) {
     if (bytes) check(cudaMemsetAsync(p, 0, bytes, 0), "zeroing", "a buffer");
 }
 extern "C" void ssm_cuda_sync(void) { check(cudaDeviceSynchronize(), "computing", "the model"); }
+extern "C" void *ssm_cuda_host_calloc(size_t bytes) {
+    void *p = NULL;
+    check(cudaMallocHost(&p, bytes ? bytes : 1), "allocating", "page-locked host memory");
+    memset(p, 0, bytes);
+    return p;
+}
+extern "C" void ssm_cuda_host_free(void *p) { check(cudaFreeHost(p), "freeing", "page-locked host memory"); }
 extern "C" void ssm_cuda_copy(void *dst, const void *src, size_t bytes) {
     if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "copying", "a buffer");
 }

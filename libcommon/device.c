@@ -63,6 +63,21 @@ void ssm_buf_to_host(void *host, const void *buf, size_t bytes) {
     memcpy(host, buf, bytes);
 }
 
+void *ssm_host_calloc(size_t n, size_t size) {
+#ifdef SSM_HAVE_CUDA
+    if (g_on_gpu) return ssm_cuda_host_calloc(n * size);
+#endif
+    return ssm_xcalloc(n, size);
+}
+
+void ssm_host_free(void *p) {
+    if (!p) return;
+#ifdef SSM_HAVE_CUDA
+    if (g_on_gpu) { ssm_cuda_host_free(p); return; }
+#endif
+    free(p);
+}
+
 void ssm_buf_from_host(void *buf, const void *host, size_t bytes) {
 #ifdef SSM_HAVE_CUDA
     if (g_on_gpu) { ssm_cuda_copy(buf, host, bytes); return; }

@@ -35,6 +35,9 @@ void ssm_buf_zero(void *p, size_t bytes);
 void ssm_buf_sync(void);                       /* wait for the GPU's queued work */
 void ssm_buf_to_host(void *host, const void *buf, size_t bytes);    /* waits, then copies */
 void ssm_buf_from_host(void *buf, const void *host, size_t bytes);
+/* Host memory the GPU copies to and from fast (page-locked when on the GPU; calloc otherwise). */
+void *ssm_host_calloc(size_t n, size_t size);
+void ssm_host_free(void *p);
 
 #ifdef SSM_HAVE_CUDA
 /* The CUDA side of the ssm_buf_* functions above (kernels/device_cuda.cu). */
@@ -43,6 +46,8 @@ void ssm_cuda_free(void *p);
 void ssm_cuda_zero(void *p, size_t bytes);
 void ssm_cuda_sync(void);
 void ssm_cuda_copy(void *dst, const void *src, size_t bytes);   /* any direction, synchronous */
+void *ssm_cuda_host_calloc(size_t bytes);
+void ssm_cuda_host_free(void *p);
 
 /* Dies (exit 1) with "--device cuda: <the CUDA error>" unless a GPU can be used. */
 void ssm_dev_require_cuda(void);

@@ -166,7 +166,7 @@ static void free_acts(mamba_model *m) {
     for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) ssm_buf_free(bufs[k]);
     ssm_buf_free(m->targets);
     ssm_buf_free(m->tok_buf);
-    free(m->logits_host);
+    ssm_host_free(m->logits_host);
     m->targets = m->tok_buf = NULL;
     m->logits_host = NULL;
 }
@@ -211,7 +211,7 @@ static void ensure_acts(mamba_model *m, int64_t batch, int64_t rows) {
     m->tok_buf = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
     m->feat_buf = m->c.vocab_size > 0 ? NULL : FALLOC(rows * m->c.d_input);
     m->hbuf = FALLOC(batch * di * N);
-    m->logits_host = ssm_compute_on_gpu() ? ssm_xcalloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
+    m->logits_host = ssm_compute_on_gpu() ? ssm_host_calloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
 }
 
 /* PyTorch's default Linear/Conv1d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */

@@ -141,7 +141,7 @@ static void free_acts(s4d_model *m) {
     for (size_t k = 0; k < sizeof b / sizeof *b; k++) ssm_buf_free(b[k]);
     ssm_buf_free(m->targets);
     ssm_buf_free(m->tok_buf);
-    free(m->logits_host);
+    ssm_host_free(m->logits_host);
     m->targets = m->tok_buf = NULL;
     m->logits_host = NULL;
 }
@@ -181,7 +181,7 @@ static void ensure_acts(s4d_model *m, int64_t batch, int64_t L) {
     m->targets = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
     m->tok_buf = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
     m->feat_buf = m->c.vocab_size > 0 ? NULL : FALLOC(rows * m->c.d_input);
-    m->logits_host = ssm_compute_on_gpu() ? ssm_xcalloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
+    m->logits_host = ssm_compute_on_gpu() ? ssm_host_calloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
 }
 
 static void fill_uniform(ssm_rng *r, float *w, int64_t n, double bound) {
