@@ -469,6 +469,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s at step %lld: no checkpoint (the output is stdout)\n", ssm_cli.prog,
                         sig == SIGINT ? "interrupted" : "terminated", (long long)opt.step);
             }
+            free(tok); free(tgt); free(feat);
             exit(128 + sig);
         }
     }

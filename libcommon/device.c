@@ -57,6 +57,7 @@ void ssm_buf_sync(void) {
 }
 
 void ssm_buf_to_host(void *host, const void *buf, size_t bytes) {
+    if (!bytes) return;
 #ifdef SSM_HAVE_CUDA
     if (g_on_gpu) { ssm_cuda_copy(host, buf, bytes); return; }
 #endif
@@ -79,6 +80,7 @@ void ssm_host_free(void *p) {
 }
 
 void ssm_buf_from_host(void *buf, const void *host, size_t bytes) {
+    if (!bytes) return;
 #ifdef SSM_HAVE_CUDA
     if (g_on_gpu) { ssm_cuda_copy(buf, host, bytes); return; }
 #endif

@@ -329,10 +329,11 @@ float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features
     m->batch = batch; m->L = L;
     m->had_state = state != NULL; m->has_targets = targets != NULL;
     /* the inputs into the model's own buffers (the GPU's, with --device cuda) */
-    if (tokens) ssm_buf_from_host(m->tok_buf, tokens, (size_t)M * sizeof(int32_t));
-    if (features) ssm_buf_from_host(m->feat_buf, features, (size_t)(M * c->d_input) * sizeof(float));
-    m->tokens = tokens ? m->tok_buf : NULL;
-    m->features = features ? m->feat_buf : NULL;
+    int use_tok = m->emb >= 0 && tokens, use_feat = m->emb < 0 && features;
+    if (use_tok) ssm_buf_from_host(m->tok_buf, tokens, (size_t)M * sizeof(int32_t));
+    if (use_feat) ssm_buf_from_host(m->feat_buf, features, (size_t)(M * c->d_input) * sizeof(float));
+    m->tokens = use_tok ? m->tok_buf : NULL;
+    m->features = use_feat ? m->feat_buf : NULL;
     if (state && (state->batch != batch || state->n_layers != c->n_layers)) ssm_die("mamba: state for batch %d, called with %d", state->batch, batch);
     /* encoder -> the residual stream h (M, dm): layer 0's h_in */
     float *h = m->acts[0].h_in;

@@ -264,10 +264,11 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
     if (!m->acts || Mr > m->cap_rows || batch > m->cap_batch || L != m->L) ensure_acts(m, batch, L);
     const ssm_params *ps = &m->ps;
     m->batch = batch; m->L = L;
-    if (tokens) ssm_buf_from_host(m->tok_buf, tokens, (size_t)Mr * sizeof(int32_t));
-    if (features) ssm_buf_from_host(m->feat_buf, features, (size_t)(Mr * c->d_input) * sizeof(float));
-    m->tokens = tokens ? m->tok_buf : NULL;
-    m->features = features ? m->feat_buf : NULL;
+    int use_tok = m->emb >= 0 && tokens, use_feat = m->emb < 0 && features;
+    if (use_tok) ssm_buf_from_host(m->tok_buf, tokens, (size_t)Mr * sizeof(int32_t));
+    if (use_feat) ssm_buf_from_host(m->feat_buf, features, (size_t)(Mr * c->d_input) * sizeof(float));
+    m->tokens = use_tok ? m->tok_buf : NULL;
+    m->features = use_feat ? m->feat_buf : NULL;
     m->has_targets = targets != NULL; m->training = training; m->dropout_seed = dropout_seed;
     float p = training ? c->dropout : 0.0f;
     float *h = m->acts[0].h_in;
