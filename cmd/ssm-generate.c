@@ -10,6 +10,7 @@
 
 #include "bpe.h"
 #include "cli.h"
+#include "device.h"
 #include "json.h"
 #include "mamba_decode.h"
 #include "mamba_import.h"
@@ -52,6 +53,8 @@ static const char *usage =
     "                          and optional `y` (count) i32 labels from FILE (default stdin);\n"
     "                          print one predicted class per line (accuracy on stderr)\n"
     "      --batch N           examples per forward pass (default 32)\n"
+    "Device:\n"
+    "      --device cpu|cuda   where the model runs (default cpu; cuda: on the GPU)\n"
     "State and diagnostics:\n"
     "      --state-in FILE     continue from a state saved by --state-out\n"
     "      --state-out FILE    save the recurrent state (after the last token) as a tensor stream\n"
@@ -67,7 +70,7 @@ static const char *usage =
 enum {
     OPT_CONFIG = SSM_OPT_TOOL_FIRST, OPT_TOKENIZER, OPT_PROMPT, OPT_PROMPT_FILE, OPT_TOKENS, OPT_TEMPERATURE,
     OPT_TOP_K, OPT_TOP_P, OPT_SEED, OPT_IDS, OPT_STATE_IN, OPT_STATE_OUT, OPT_LOGITS_OUT, OPT_CHUNK,
-    OPT_CLASSIFY, OPT_BATCH, OPT_PROMPT_LINES, OPT_WEIGHTS
+    OPT_CLASSIFY, OPT_BATCH, OPT_PROMPT_LINES, OPT_WEIGHTS, OPT_DEVICE
 };
 
 #define MAX_LISTED_PROMPTS 4096
@@ -86,6 +89,7 @@ typedef struct {
     int n_listed;
     const char *prompt_lines;
     int weights;           /* SSM_F32, SSM_BF16, or -1: as the checkpoint */
+    int on_gpu;
 } options;
 
 static void parse_options(int argc, char **argv, options *o) {
@@ -111,6 +115,7 @@ static void parse_options(int argc, char **argv, options *o) {
         {"batch", required_argument, 0, OPT_BATCH},
         {"prompt-lines", required_argument, 0, OPT_PROMPT_LINES},
         {"weights", required_argument, 0, OPT_WEIGHTS},
+        {"device", required_argument, 0, OPT_DEVICE},
         {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
     o->n_new = 64;
@@ -151,6 +156,7 @@ static void parse_options(int argc, char **argv, options *o) {
         case OPT_CHUNK: o->chunk = ssm_parse_int("--prefill-chunk", optarg, 1, 1 << 20); break;
         case OPT_CLASSIFY: o->classify = 1; break;
         case OPT_BATCH: o->batch = ssm_parse_int("--batch", optarg, 1, 1 << 20); break;
+        case OPT_DEVICE: o->on_gpu = ssm_parse_device(optarg) == SSM_DEVICE_CUDA; break;
         default: ssm_usage_error("unknown option");
         }
     }
@@ -314,6 +320,7 @@ static uint64_t weights_fingerprint(const ssm_params *ps) {
 static void save_state(const char *path, mamba_model *m, const mamba_state *s, const float *logits,
                        int64_t position, const ssm_rng *rng) {
     const mamba_config *c = mamba_get_config(m);
+    ssm_buf_sync();   /* the state may be GPU memory (--device cuda) */
     ssm_writer *w = ssm_cli_open_output(path);
     ssm_tensor *h = ssm_tensor_new("generate_state", SSM_U8, 1, (int64_t[]){0});
     mamba_config_to_attrs(c, h);
@@ -343,7 +350,7 @@ static void copy_f32(const ssm_tensor_set *set, const char *name, int rank, cons
     ssm_tensor *t = ssm_require(set, name, "f32 state");
     ssm_require_shape(t, rank, dims);
     if (t->dtype != SSM_F32) ssm_die("tensor '%s': dtype %s, expected f32", name, ssm_dtype_name(t->dtype));
-    memcpy(dst, t->data, ssm_tensor_nbytes(t));
+    ssm_buf_from_host(dst, t->data, ssm_tensor_nbytes(t));
 }
 
 static void load_state(const char *path, mamba_model *m, mamba_state *s, float *logits, int64_t *position,
@@ -352,6 +359,7 @@ static void load_state(const char *path, mamba_model *m, mamba_state *s, float *
     ssm_tensor_set set;
     ssm_set_init(&set);
     read_all(path, &set);
+    ssm_buf_sync();
     ssm_tensor *h = ssm_require(&set, "generate_state", "u8 [0] with the model's attributes");
     mamba_config saved = mamba_config_from_attrs(h);
     if (saved.d_model != c->d_model || saved.n_layers != c->n_layers || saved.d_state != c->d_state ||
@@ -655,6 +663,7 @@ static void generate_batch(const options *o, mamba_model *m, const tokenizer *tk
             memcpy(next_logits + (int64_t)b * V, mamba_logits(m) + (int64_t)(L - 1) * V, (size_t)V * sizeof(float));
         }
         int64_t nc = (int64_t)one->d_inner * one->d_conv, ns = (int64_t)one->d_inner * one->d_state;
+        ssm_buf_sync();   /* the states may be GPU memory (--device cuda) */
         for (int i = 0; i < one->n_layers; i++) {
             memcpy(state->conv_state[i] + b * nc, one->conv_state[i], (size_t)nc * sizeof(float));
             memcpy(state->ssm_state[i] + b * ns, one->ssm_state[i], (size_t)ns * sizeof(float));
@@ -662,7 +671,8 @@ static void generate_batch(const options *o, mamba_model *m, const tokenizer *tk
         n_prompt += lens[b];
     }
     double t_prompt = ssm_now() - t0;
-    mamba_decoder *dec = mamba_decoder_new(m, weights, B, ssm_cli.threads);
+    /* the steps: the CPU decode path, or with --device cuda the model itself with L = 1 */
+    mamba_decoder *dec = ssm_compute_on_gpu() ? NULL : mamba_decoder_new(m, weights, B, ssm_cli.threads);
     ssm_rng *rng = ssm_xmalloc((size_t)B * sizeof *rng);
     for (int b = 0; b < B; b++) ssm_rng_init(&rng[b], o->seed, SAMPLING_RNG_TAG + (uint64_t)b);
     int32_t *tok = ssm_xmalloc((size_t)B * sizeof(int32_t));
@@ -674,7 +684,11 @@ static void generate_batch(const options *o, mamba_model *m, const tokenizer *tk
             tok[b] = ssm_sample_token(next_logits + (int64_t)b * V, V, &o->sampling, &rng[b], &sc);
             gen[(int64_t)b * o->n_new + k] = tok[b];
         }
-        if (k + 1 < o->n_new) mamba_decode_step(dec, tok, B, state, next_logits);
+        if (k + 1 < o->n_new && dec) mamba_decode_step(dec, tok, B, state, next_logits);
+        else if (k + 1 < o->n_new) {
+            mamba_forward(m, tok, NULL, B, 1, NULL, state);
+            memcpy(next_logits, mamba_logits(m), (size_t)B * V * sizeof(float));
+        }
     }
     double t_gen = ssm_now() - t0;
     FILE *out = stdout;
@@ -704,7 +718,7 @@ static void generate_batch(const options *o, mamba_model *m, const tokenizer *tk
     ssm_sampling_scratch_free(&sc);
     for (int b = 0; b < B; b++) free(prompts[b]);
     free(prompts); free(lens); free(next_logits); free(rng); free(tok); free(gen);
-    mamba_decoder_free(dec);
+    if (dec) mamba_decoder_free(dec);
     mamba_state_free(one);
     mamba_state_free(state);
 }
@@ -715,6 +729,7 @@ int main(int argc, char **argv) {
     options o;
     parse_options(argc, argv, &o);
 
+    if (o.on_gpu) ssm_compute_use_gpu();   /* before the model is allocated; exit 1 without a GPU */
     ssm_tensor_set ckpt;
     load_checkpoint(&o, &ckpt);
     ssm_tensor *cfg = ssm_require(&ckpt, "config", "u8 [0] holding the model's attributes");
@@ -739,6 +754,8 @@ int main(int argc, char **argv) {
     }
     ssm_set_free(&ckpt);
     int weights = o.weights >= 0 ? o.weights : checkpoint_bf16 ? SSM_BF16 : SSM_F32;
+    if (o.on_gpu && o.weights == SSM_BF16) ssm_usage_error("--weights bf16: not on the GPU yet (--device cuda runs float32 weights)");
+    if (o.on_gpu) weights = SSM_F32;
     if (!g.mm && o.weights == SSM_BF16) ssm_usage_error("--weights bf16: only mamba models have a bf16 decode path so far");
     if (o.n_listed > 1 || o.prompt_lines) {
         if (!g.mm) ssm_usage_error("several prompts: batches run mamba models only so far (not %s)", g.kind);
@@ -805,7 +822,7 @@ int main(int argc, char **argv) {
     }
     ssm_sampling_scratch sc = {0};
     /* the recurrent steps: Mamba through its decode path, S4D/S4 through the model's step */
-    mamba_decoder *dec = g.mm ? mamba_decoder_new(g.mm, weights, 1, ssm_cli.threads) : NULL;
+    mamba_decoder *dec = g.mm && !o.on_gpu ? mamba_decoder_new(g.mm, weights, 1, ssm_cli.threads) : NULL;
     if (ssm_cli.verbose > 0) fprintf(stderr, "ssm-generate: recurrent steps with %s weights\n", weights == SSM_BF16 ? "bf16" : "f32");
     t0 = ssm_now();
     for (int64_t k = 0; k < o.n_new; k++) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "device.h"
 #include "model_mamba.h"
 #include "model_s4d.h"
 #include "nn.h"
@@ -62,7 +63,7 @@ static const char *usage =
     "      --save-every N      write the checkpoint every N steps (needs -o FILE)\n"
     "      --resume CKPT       continue the run saved in CKPT (bit-exact)\n"
     "      --stop-at N         stop after step N with a checkpoint (the schedule stays --steps)\n"
-    "      --device cpu|cuda   only cpu so far\n"
+    "      --device cpu|cuda   where to compute (default cpu; cuda: the model on the GPU)\n"
     "Common:\n"
     "  -o, --output FILE       the checkpoint (default stdout; '-' is stdout)\n"
     "      --threads N         threads (default all cores; results do not depend on it)\n"
@@ -290,10 +291,8 @@ int main(int argc, char **argv) {
     }
     const char *file = optind < argc ? argv[optind] : NULL;
     if (optind + 1 < argc) ssm_usage_error("one input FILE at most, got '%s' too", argv[optind + 1]);
-    if (strcmp(opts[O_DEVICE].s, "cpu") != 0) {
-        if (strcmp(opts[O_DEVICE].s, "cuda") == 0) ssm_usage_error("--device cuda: not implemented yet (CPU only in this version)");
-        ssm_usage_error("--device: expected cpu or cuda, got '%s'", opts[O_DEVICE].s);
-    }
+    /* --device cuda: before anything is allocated (the model's buffers become GPU memory) */
+    int on_gpu = ssm_parse_device(opts[O_DEVICE].s) == SSM_DEVICE_CUDA;
     nn_set_threads(ssm_cli.threads);
 
     /* --resume: the saved options first, then the checkpoint's tensors */
@@ -325,6 +324,7 @@ int main(int argc, char **argv) {
     int L = ssm_task_length(task), V = ssm_task_vocab(task), classes = ssm_task_classes(task);
     int batch = (int)opts[O_BATCH].i;
 
+    if (on_gpu) ssm_compute_use_gpu();   /* dies (exit 1) when no GPU can be used */
     /* the model */
     model m = {0};
     m.is_mamba = is_mamba;
@@ -471,6 +471,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s: %s at step %lld: no checkpoint (the output is stdout)\n", ssm_cli.prog,
                         sig == SIGINT ? "interrupted" : "terminated", (long long)opt.step);
             }
+            free(tok); free(tgt); free(feat);
             exit(128 + sig);
         }
     }

@@ -2,6 +2,7 @@
  * buffers, copies, and CUDA failures turned into one-line ssm_die messages (exit 1). */
 #include <cuda_runtime.h>
 #include <stdlib.h>
+#include <string.h>
 
 extern "C" {
 #include "cli.h"
@@ -51,4 +52,33 @@ extern "C" void ssm_dev_free_all(void) {
     for (size_t i = 0; i < g_nbufs; i++) check(cudaFree(g_bufs[i]), "freeing", "a buffer");
     free(g_bufs);
     g_bufs = NULL, g_nbufs = g_cap = 0;
+}
+
+/* ---- managed buffers of the models (libcommon/device.h: ssm_buf_*) ------------------------------- */
+extern "C" void *ssm_cuda_managed_calloc(size_t bytes) {
+    void *p = NULL;
+    /* never more managed memory than the GPU has free (oversubscription can hang the device) */
+    size_t free_b = 0, total_b = 0;
+    check(cudaMemGetInfo(&free_b, &total_b), "querying", "the GPU's free memory");
+    if (bytes + ((size_t)256 << 20) > free_b)
+        ssm_die("--device cuda: a model buffer of %.0f MB does not fit: %.0f MB free on the GPU", bytes / 1e6, free_b / 1e6);
+    check(cudaMallocManaged(&p, bytes ? bytes : 1, cudaMemAttachGlobal), "allocating", "a model buffer");
+    /* zeroed by the GPU, so that the pages start out in GPU memory */
+    check(cudaMemset(p, 0, bytes ? bytes : 1), "zeroing", "a model buffer");
+    return p;
+}
+extern "C" void ssm_cuda_free(void *p) { check(cudaFree(p), "freeing", "a model buffer"); }
+extern "C" void ssm_cuda_zero(void *p, size_t bytes) {
+    if (bytes) check(cudaMemsetAsync(p, 0, bytes, 0), "zeroing", "a buffer");
+}
+extern "C" void ssm_cuda_sync(void) { check(cudaDeviceSynchronize(), "computing", "the model"); }
+extern "C" void *ssm_cuda_host_calloc(size_t bytes) {
+    void *p = NULL;
+    check(cudaMallocHost(&p, bytes ? bytes : 1), "allocating", "page-locked host memory");
+    memset(p, 0, bytes);
+    return p;
+}
+extern "C" void ssm_cuda_host_free(void *p) { check(cudaFreeHost(p), "freeing", "page-locked host memory"); }
+extern "C" void ssm_cuda_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault), "copying", "a buffer");
 }

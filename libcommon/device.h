@@ -19,7 +19,36 @@ typedef enum { SSM_DEVICE_CPU = 0, SSM_DEVICE_CUDA = 1 } ssm_device;
  * build has no CUDA support. */
 ssm_device ssm_parse_device(const char *arg);
 
+/* ---- where the models compute (ssm-train, ssm-generate) ----------------------------------------
+ * One process-wide switch, set by the tool once, BEFORE any model or optimizer is allocated.  When
+ * it is on (--device cuda), ssm_buf_* hand out CUDA managed memory (host code can still read and
+ * write it, correct but slow through page migration) and every op of nn.h / optim.h dispatches to
+ * its CUDA version (kernels/nn_cuda.h), so that the data stays on the GPU.  Host code that reads a
+ * buffer the GPU wrote calls ssm_buf_sync() first (the ops run asynchronously).  Off (the default)
+ * ssm_buf_* are calloc / free / memset / memcpy. */
+/* Dies (exit 1) with "--device cuda: <the CUDA error>" unless a GPU can be used; then switches on. */
+void ssm_compute_use_gpu(void);
+int ssm_compute_on_gpu(void);          /* 1 when switched on */
+void *ssm_buf_calloc(size_t n, size_t size);   /* zeroed; dies when out of memory */
+void ssm_buf_free(void *p);
+void ssm_buf_zero(void *p, size_t bytes);
+void ssm_buf_sync(void);                       /* wait for the GPU's queued work */
+void ssm_buf_to_host(void *host, const void *buf, size_t bytes);    /* waits, then copies */
+void ssm_buf_from_host(void *buf, const void *host, size_t bytes);
+/* Host memory the GPU copies to and from fast (page-locked when on the GPU; calloc otherwise). */
+void *ssm_host_calloc(size_t n, size_t size);
+void ssm_host_free(void *p);
+
 #ifdef SSM_HAVE_CUDA
+/* The CUDA side of the ssm_buf_* functions above (kernels/device_cuda.cu). */
+void *ssm_cuda_managed_calloc(size_t bytes);
+void ssm_cuda_free(void *p);
+void ssm_cuda_zero(void *p, size_t bytes);
+void ssm_cuda_sync(void);
+void ssm_cuda_copy(void *dst, const void *src, size_t bytes);   /* any direction, synchronous */
+void *ssm_cuda_host_calloc(size_t bytes);
+void ssm_cuda_host_free(void *p);
+
 /* Dies (exit 1) with "--device cuda: <the CUDA error>" unless a GPU can be used. */
 void ssm_dev_require_cuda(void);
 /* Device buffer of `bytes` bytes (uninitialized); `what` names it in an error message. */

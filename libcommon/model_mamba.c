@@ -18,9 +18,17 @@
 #include <string.h>
 
 #include "cli.h"
+#include "device.h"
 #include "hippo.h"
 #include "nn.h"
 #include "selective_scan.h"
+#ifdef SSM_HAVE_CUDA
+#include "selective_scan_cuda.h"
+#endif
+
+/* --device cuda (device.h): every buffer here is GPU memory and every loop an op of nn.h that
+ * runs on the GPU; the scan is selective_scan_cuda.  Inputs (tokens, features, targets) are copied
+ * in at the start of a forward; the logits are copied out by mamba_logits. */
 
 typedef struct {
     int norm, in_proj, conv_w, conv_b, x_proj, dt_w, dt_b, A_log, D, out_proj;
@@ -50,6 +58,10 @@ struct mamba_model {
     int32_t *targets;
     int64_t correct, counted;
     double loss;
+    /* the inputs of the last forward in the model's memory; the scan's final state; host copy
+     * of the logits (GPU runs) */
+    int32_t *tok_buf;
+    float *feat_buf, *hbuf, *logits_host;
 };
 
 mamba_config mamba_config_default(void) {
@@ -144,16 +156,19 @@ static void free_acts(mamba_model *m) {
     for (int i = 0; i < m->c.n_layers; i++) {
         layer_acts *a = &m->acts[i];
         float *bufs[] = {a->h_in, a->rstd, a->xn, a->xr, a->z, a->xc, a->u, a->dbc, a->dt_in, a->Bs, a->Cs, a->delta, a->y, a->A};
-        for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) free(bufs[k]);
+        for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) ssm_buf_free(bufs[k]);
     }
     free(m->acts);
     m->acts = NULL;
     float *bufs[] = {m->h_out, m->rstd_f, m->hf, m->pooled, m->logits, m->probs, m->dh, m->dxn, m->dxr, m->dz,
                      m->dxc, m->du, m->ddbc, m->ddt_in, m->ddelta, m->dy, m->dhf, m->dlogits, m->dpooled,
-                     m->sB, m->sC, m->sA, m->sD, m->sdz, m->sdbias, m->sdu, m->sddelta};
-    for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) free(bufs[k]);
-    free(m->targets);
-    m->targets = NULL;
+                     m->sB, m->sC, m->sA, m->sD, m->sdz, m->sdbias, m->sdu, m->sddelta, m->feat_buf, m->hbuf};
+    for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) ssm_buf_free(bufs[k]);
+    ssm_buf_free(m->targets);
+    ssm_buf_free(m->tok_buf);
+    ssm_host_free(m->logits_host);
+    m->targets = m->tok_buf = NULL;
+    m->logits_host = NULL;
 }
 
 void mamba_free(mamba_model *m) {
@@ -167,7 +182,7 @@ void mamba_free(mamba_model *m) {
 const mamba_config *mamba_get_config(const mamba_model *m) { return &m->c; }
 ssm_params *mamba_params(mamba_model *m) { return &m->ps; }
 
-#define FALLOC(n) ((float *)ssm_xcalloc((size_t)(n) + 1, sizeof(float)))
+#define FALLOC(n) ((float *)ssm_buf_calloc((size_t)(n) + 1, sizeof(float)))
 
 static void ensure_acts(mamba_model *m, int64_t batch, int64_t rows) {
     if (m->acts && rows <= m->cap_rows && batch <= m->cap_batch) return;
@@ -192,7 +207,11 @@ static void ensure_acts(mamba_model *m, int64_t batch, int64_t rows) {
     m->dhf = FALLOC(rows * dm); m->dlogits = FALLOC(out_rows * V); m->dpooled = FALLOC(batch * dm);
     m->sB = FALLOC(rows * N); m->sC = FALLOC(rows * N); m->sA = FALLOC(di * N); m->sD = FALLOC(di);
     m->sdz = FALLOC(rows * di); m->sdbias = FALLOC(di); m->sdu = FALLOC(rows * di); m->sddelta = FALLOC(rows * di);
-    m->targets = ssm_xcalloc((size_t)rows + 1, sizeof(int32_t));
+    m->targets = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
+    m->tok_buf = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
+    m->feat_buf = m->c.vocab_size > 0 ? NULL : FALLOC(rows * m->c.d_input);
+    m->hbuf = FALLOC(batch * di * N);
+    m->logits_host = ssm_compute_on_gpu() ? ssm_host_calloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
 }
 
 /* PyTorch's default Linear/Conv1d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
@@ -269,20 +288,20 @@ mamba_state *mamba_state_new(const mamba_model *m, int batch) {
     s->conv_state = ssm_xcalloc((size_t)s->n_layers, sizeof(float *));
     s->ssm_state = ssm_xcalloc((size_t)s->n_layers, sizeof(float *));
     for (int i = 0; i < s->n_layers; i++) {
-        s->conv_state[i] = FALLOC((int64_t)batch * s->d_inner * s->d_conv);
+        s->conv_state[i] = FALLOC((int64_t)batch * s->d_inner * s->d_conv);   /* GPU memory with --device cuda */
         s->ssm_state[i] = FALLOC((int64_t)batch * s->d_inner * s->d_state);
     }
     return s;
 }
 void mamba_state_reset(mamba_state *s) {
     for (int i = 0; i < s->n_layers; i++) {
-        memset(s->conv_state[i], 0, (size_t)s->batch * s->d_inner * s->d_conv * sizeof(float));
-        memset(s->ssm_state[i], 0, (size_t)s->batch * s->d_inner * s->d_state * sizeof(float));
+        ssm_buf_zero(s->conv_state[i], (size_t)s->batch * s->d_inner * s->d_conv * sizeof(float));
+        ssm_buf_zero(s->ssm_state[i], (size_t)s->batch * s->d_inner * s->d_state * sizeof(float));
     }
 }
 void mamba_state_free(mamba_state *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_layers; i++) { free(s->conv_state[i]); free(s->ssm_state[i]); }
+    for (int i = 0; i < s->n_layers; i++) { ssm_buf_free(s->conv_state[i]); ssm_buf_free(s->ssm_state[i]); }
     free(s->conv_state); free(s->ssm_state); free(s);
 }
 
@@ -307,17 +326,23 @@ float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features
     int64_t nbc = m->nbc, K = c->d_conv;
     ensure_acts(m, batch, M);
     const ssm_params *ps = &m->ps;
-    m->batch = batch; m->L = L; m->tokens = tokens; m->features = features;
+    m->batch = batch; m->L = L;
     m->had_state = state != NULL; m->has_targets = targets != NULL;
+    /* the inputs into the model's own buffers (the GPU's, with --device cuda) */
+    int use_tok = m->emb >= 0 && tokens, use_feat = m->emb < 0 && features;
+    if (use_tok) ssm_buf_from_host(m->tok_buf, tokens, (size_t)M * sizeof(int32_t));
+    if (use_feat) ssm_buf_from_host(m->feat_buf, features, (size_t)(M * c->d_input) * sizeof(float));
+    m->tokens = use_tok ? m->tok_buf : NULL;
+    m->features = use_feat ? m->feat_buf : NULL;
     if (state && (state->batch != batch || state->n_layers != c->n_layers)) ssm_die("mamba: state for batch %d, called with %d", state->batch, batch);
     /* encoder -> the residual stream h (M, dm): layer 0's h_in */
     float *h = m->acts[0].h_in;
     if (m->emb >= 0) {
         for (int64_t i = 0; i < M; i++)
             if (tokens[i] < 0 || tokens[i] >= c->vocab_size) ssm_die("mamba: token %d out of range [0, %d)", tokens[i], c->vocab_size);
-        embedding_forward(h, tokens, ssm_params_data(ps, m->emb), M, dm);
+        embedding_forward(h, m->tokens, ssm_params_data(ps, m->emb), M, dm);
     } else {
-        linear_forward(h, features, ssm_params_data(ps, m->enc_w), ssm_params_data(ps, m->enc_b), M, c->d_input, dm);
+        linear_forward(h, m->features, ssm_params_data(ps, m->enc_w), ssm_params_data(ps, m->enc_b), M, c->d_input, dm);
     }
     for (int i = 0; i < c->n_layers; i++) {
         const layer_index *l = &m->li[i];
@@ -332,27 +357,25 @@ float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features
                               cs, cs, batch, L, di, K);
         silu_forward(a->u, a->xc, M * di);
         linear_forward(a->dbc, a->u, ssm_params_data(ps, l->x_proj), NULL, M, di, nbc);
-        for (int64_t r = 0; r < M; r++) {
-            memcpy(a->dt_in + r * R, a->dbc + r * nbc, (size_t)R * sizeof(float));
-            memcpy(a->Bs + r * N, a->dbc + r * nbc + R, (size_t)N * sizeof(float));
-            memcpy(a->Cs + r * N, a->dbc + r * nbc + R + N, (size_t)N * sizeof(float));
-        }
+        nn_copy2d(a->dt_in, R, a->dbc, nbc, M, R);
+        nn_copy2d(a->Bs, N, a->dbc + R, nbc, M, N);
+        nn_copy2d(a->Cs, N, a->dbc + R + N, nbc, M, N);
         linear_forward(a->delta, a->dt_in, ssm_params_data(ps, l->dt_w), NULL, M, R, di);
         const float *Alog = ssm_params_data(ps, l->A_log);
-        for (int64_t j = 0; j < di * N; j++) a->A[j] = -expf(Alog[j]);
+        nn_neg_exp(a->A, Alog, di * N);
         ssm_scan_params sp = scan_params(m, a, ssm_params_data(ps, l->D), ssm_params_data(ps, l->dt_b),
                                          state ? state->ssm_state[i] : NULL, batch, L);
-        if (state) {
-            float *hout = ssm_xmalloc((size_t)(batch * di * N) * sizeof(float));
+        float *hout = state ? m->hbuf : NULL;
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu())
+            ssm_dev_check("selective scan forward", selective_scan_cuda_forward(&sp, SSM_CUDA_F32, a->y, hout, NULL));
+        else
+#endif
             selective_scan_forward(&sp, a->y, hout);
-            memcpy(state->ssm_state[i], hout, (size_t)(batch * di * N) * sizeof(float));
-            free(hout);
-        } else {
-            selective_scan_forward(&sp, a->y, NULL);
-        }
+        if (state) nn_copy(state->ssm_state[i], hout, batch * di * N);
         /* h_next = h + out_proj(y) */
         linear_forward(hnext, a->y, ssm_params_data(ps, l->out_proj), NULL, M, di, dm);
-        for (int64_t j = 0; j < M * dm; j++) hnext[j] += a->h_in[j];
+        nn_add(hnext, a->h_in, M * dm);
     }
     rmsnorm_forward(m->hf, m->rstd_f, m->h_out, ssm_params_data(ps, m->norm_f), M, dm, c->norm_eps);
     m->loss = 0; m->correct = m->counted = 0;
@@ -360,7 +383,7 @@ float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features
         meanpool_forward(m->pooled, m->hf, batch, L, dm);
         linear_forward(m->logits, m->pooled, ssm_params_data(ps, m->head_w), ssm_params_data(ps, m->head_b), batch, dm, c->n_classes);
         if (targets) {
-            memcpy(m->targets, targets, (size_t)batch * sizeof(int32_t));
+            ssm_buf_from_host(m->targets, targets, (size_t)batch * sizeof(int32_t));
             for (int b = 0; b < batch; b++)
                 if (targets[b] >= c->n_classes) ssm_die("mamba: class %d out of range [0, %d)", targets[b], c->n_classes);
             m->loss = crossentropy_forward(m->probs, m->logits, m->targets, batch, c->n_classes, &m->counted, &m->correct);
@@ -369,7 +392,7 @@ float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features
         const float *W = m->lm_head >= 0 ? ssm_params_data(ps, m->lm_head) : ssm_params_data(ps, m->emb);
         linear_forward(m->logits, m->hf, W, NULL, M, dm, c->vocab_size);
         if (targets) {
-            memcpy(m->targets, targets, (size_t)M * sizeof(int32_t));
+            ssm_buf_from_host(m->targets, targets, (size_t)M * sizeof(int32_t));
             for (int64_t i = 0; i < M; i++)
                 if (targets[i] >= c->vocab_size) ssm_die("mamba: target %d out of range [0, %d)", targets[i], c->vocab_size);
             m->loss = crossentropy_forward(m->probs, m->logits, m->targets, M, c->vocab_size, &m->counted, &m->correct);
@@ -378,16 +401,19 @@ float mamba_forward(mamba_model *m, const int32_t *tokens, const float *features
     return (float)m->loss;
 }
 
-const float *mamba_logits(const mamba_model *m) { return m->logits; }
+const float *mamba_logits(const mamba_model *m) {
+    if (!m->logits_host) return m->logits;
+    int64_t n = m->c.n_classes > 0 ? (int64_t)m->batch * m->c.n_classes : (int64_t)m->batch * m->L * m->c.vocab_size;
+    ssm_buf_to_host(m->logits_host, m->logits, (size_t)n * sizeof(float));
+    return m->logits_host;
+}
 void mamba_accuracy(const mamba_model *m, int64_t *correct, int64_t *counted) {
     if (correct) *correct = m->correct;
     if (counted) *counted = m->counted;
 }
 
-static void zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
-static void add_to(float *dst, const float *src, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] += src[i];
-}
+static void zero(float *p, int64_t n) { nn_zero(p, n); }
+static void add_to(float *dst, const float *src, int64_t n) { nn_add(dst, src, n); }
 
 void mamba_backward(mamba_model *m) {
     if (!m->has_targets || m->had_state) ssm_die("internal: mamba_backward needs a forward with targets and no state");
@@ -425,22 +451,25 @@ void mamba_backward(mamba_model *m) {
         ssm_scan_params sp = scan_params(m, a, ssm_params_data(ps, l->D), ssm_params_data(ps, l->dt_b), NULL, batch, L);
         ssm_scan_grads g = {.du = m->sdu, .ddelta = m->sddelta, .dA = m->sA, .dB = m->sB, .dC = m->sC,
                             .dD_skip = m->sD, .dz = m->sdz, .ddelta_bias = m->sdbias, .dh0 = NULL};
-        selective_scan_backward(&sp, m->dy, NULL, &g);
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu())
+            ssm_dev_check("selective scan backward", selective_scan_cuda_backward(&sp, SSM_CUDA_F32, m->dy, NULL, &g, NULL));
+        else
+#endif
+            selective_scan_backward(&sp, m->dy, NULL, &g);
         /* A = -exp(A_log): dA_log = dA * A */
         float *gAlog = ssm_params_grad(ps, l->A_log);
-        for (int64_t j = 0; j < di * N; j++) gAlog[j] += m->sA[j] * a->A[j];
+        nn_mul_add(gAlog, m->sA, a->A, di * N);
         add_to(ssm_params_grad(ps, l->D), m->sD, di);
         add_to(ssm_params_grad(ps, l->dt_b), m->sdbias, di);
         /* delta = dt_in @ dt_proj^T */
         zero(m->ddt_in, M * R);
         linear_backward(m->ddt_in, ssm_params_grad(ps, l->dt_w), NULL, m->sddelta, a->dt_in, ssm_params_data(ps, l->dt_w), M, R, di);
         /* [dt_in | B | C] = u @ x_proj^T */
-        for (int64_t r = 0; r < M; r++) {
-            memcpy(m->ddbc + r * nbc, m->ddt_in + r * R, (size_t)R * sizeof(float));
-            memcpy(m->ddbc + r * nbc + R, m->sB + r * N, (size_t)N * sizeof(float));
-            memcpy(m->ddbc + r * nbc + R + N, m->sC + r * N, (size_t)N * sizeof(float));
-        }
-        memcpy(m->du, m->sdu, (size_t)(M * di) * sizeof(float));   /* du from the scan, then += x_proj's */
+        nn_copy2d(m->ddbc, nbc, m->ddt_in, R, M, R);
+        nn_copy2d(m->ddbc + R, nbc, m->sB, N, M, N);
+        nn_copy2d(m->ddbc + R + N, nbc, m->sC, N, M, N);
+        nn_copy(m->du, m->sdu, M * di);   /* du from the scan, then += x_proj's */
         linear_backward(m->du, ssm_params_grad(ps, l->x_proj), NULL, m->ddbc, a->u, ssm_params_data(ps, l->x_proj), M, di, nbc);
         /* u = silu(xc); xc = conv(xr) */
         zero(m->dxc, M * di);

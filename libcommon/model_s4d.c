@@ -13,11 +13,19 @@
 #include <string.h>
 
 #include "cli.h"
+#include "device.h"
 #include "hippo.h"
 #include "nn.h"
 #include "nplr.h"
 #include "s4_kernel.h"
 #include "ssm_kernel.h"
+#ifdef SSM_HAVE_CUDA
+#include "selective_scan_cuda.h"
+#include "ssm_kernel_cuda.h"
+#endif
+
+/* --device cuda (device.h): every buffer here is GPU memory, every loop an op of nn.h, the kernel
+ * and the convolution their CUDA versions (kernels/ssm_kernel_cuda.h). */
 
 typedef struct { int norm_w, norm_b, log_dt, A_re, A_im, B, C, D, out_w, out_b; } s4d_layer_index;
 /* S4 (dplr): A_re, A_im are Lambda_real_log, Lambda_imag; P (H, R, M) is indexed here */
@@ -44,6 +52,8 @@ struct s4d_model {
     const float *features;
     int32_t *targets;
     int64_t correct, counted;
+    int32_t *tok_buf;        /* the inputs of the last forward, in the model's memory */
+    float *feat_buf, *logits_host;
 };
 
 s4d_config s4d_config_default(void) {
@@ -137,17 +147,21 @@ static void free_acts(s4d_model *m) {
     for (int i = 0; i < m->c.n_layers; i++) {
         s4d_layer_acts *a = &m->acts[i];
         float *b[] = {a->h_in, a->mean, a->rstd, a->xn, a->xt, a->K, a->A, a->yt, a->ys, a->g, a->gd, a->o};
-        for (size_t k = 0; k < sizeof b / sizeof *b; k++) free(b[k]);
+        for (size_t k = 0; k < sizeof b / sizeof *b; k++) ssm_buf_free(b[k]);
     }
     free(m->acts);
     m->acts = NULL;
     float *b[] = {m->h_out, m->pooled, m->logits, m->probs, m->glu, m->dh, m->dglu_o, m->dgd, m->dg, m->dys, m->dyt,
-                  m->dxt, m->dxn, m->dK, m->dA, m->dlogits, m->dpooled, m->dfeat, m->sdlog_dt, m->sdB, m->sdC, m->sdD};
-    for (size_t k = 0; k < sizeof b / sizeof *b; k++) free(b[k]);
-    free(m->targets);
-    m->targets = NULL;
-    free(m->sdP);
+                  m->dxt, m->dxn, m->dK, m->dA, m->dlogits, m->dpooled, m->dfeat, m->sdlog_dt, m->sdB, m->sdC, m->sdD,
+                  m->feat_buf};
+    for (size_t k = 0; k < sizeof b / sizeof *b; k++) ssm_buf_free(b[k]);
+    ssm_buf_free(m->targets);
+    ssm_buf_free(m->tok_buf);
+    ssm_host_free(m->logits_host);
+    ssm_buf_free(m->sdP);
+    m->targets = m->tok_buf = NULL;
     m->sdP = NULL;
+    m->logits_host = NULL;
 }
 
 void s4d_free(s4d_model *m) {
@@ -161,7 +175,7 @@ void s4d_free(s4d_model *m) {
 const s4d_config *s4d_get_config(const s4d_model *m) { return &m->c; }
 ssm_params *s4d_params(s4d_model *m) { return &m->ps; }
 
-#define FALLOC(n) ((float *)ssm_xcalloc((size_t)(n) + 1, sizeof(float)))
+#define FALLOC(n) ((float *)ssm_buf_calloc((size_t)(n) + 1, sizeof(float)))
 
 static void ensure_acts(s4d_model *m, int64_t batch, int64_t L) {
     int64_t rows = batch * L;
@@ -183,7 +197,10 @@ static void ensure_acts(s4d_model *m, int64_t batch, int64_t L) {
     m->dK = FALLOC(H * L); m->dA = FALLOC(2 * H * Mm); m->dlogits = FALLOC(out_rows * V); m->dpooled = FALLOC(batch * H);
     m->dfeat = NULL;
     m->sdlog_dt = FALLOC(H); m->sdB = FALLOC(2 * H * Mm); m->sdC = FALLOC(2 * H * Mm); m->sdD = FALLOC(H);
-    m->targets = ssm_xcalloc((size_t)rows + 1, sizeof(int32_t));
+    m->targets = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
+    m->tok_buf = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
+    m->feat_buf = m->c.vocab_size > 0 ? NULL : FALLOC(rows * m->c.d_input);
+    m->logits_host = ssm_compute_on_gpu() ? ssm_host_calloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
     if (m->c.dplr) m->sdP = FALLOC(2 * H * m->c.rank * Mm);
 }
 
@@ -277,12 +294,14 @@ s4d_model *s4d_from_set(const ssm_tensor_set *set) {
 
 /* (batch, L, H) <-> (batch, H, L) */
 static void transpose_blh(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
+    if (ssm_compute_on_gpu()) { nn_transpose(out, in, B, L, H); return; }
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < L; t++)
             for (int64_t h = 0; h < H; h++) out[(b * H + h) * L + t] = in[(b * L + t) * H + h];
 }
 static void transpose_bhl(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
+    if (ssm_compute_on_gpu()) { nn_transpose(out, in, B, H, L); return; }
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
@@ -297,16 +316,21 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
     int64_t Mr = (int64_t)batch * L, H = c->d_model, Mm = m->M;
     if (!m->acts || Mr > m->cap_rows || batch > m->cap_batch || L != m->L) ensure_acts(m, batch, L);
     const ssm_params *ps = &m->ps;
-    m->batch = batch; m->L = L; m->tokens = tokens; m->features = features;
+    m->batch = batch; m->L = L;
+    int use_tok = m->emb >= 0 && tokens, use_feat = m->emb < 0 && features;
+    if (use_tok) ssm_buf_from_host(m->tok_buf, tokens, (size_t)Mr * sizeof(int32_t));
+    if (use_feat) ssm_buf_from_host(m->feat_buf, features, (size_t)(Mr * c->d_input) * sizeof(float));
+    m->tokens = use_tok ? m->tok_buf : NULL;
+    m->features = use_feat ? m->feat_buf : NULL;
     m->has_targets = targets != NULL; m->training = training; m->dropout_seed = dropout_seed;
     float p = training ? c->dropout : 0.0f;
     float *h = m->acts[0].h_in;
     if (m->emb >= 0) {
         for (int64_t i = 0; i < Mr; i++)
             if (tokens[i] < 0 || tokens[i] >= c->vocab_size) ssm_die("s4d: token %d out of range [0, %d)", tokens[i], c->vocab_size);
-        embedding_forward(h, tokens, ssm_params_data(ps, m->emb), Mr, H);
+        embedding_forward(h, m->tokens, ssm_params_data(ps, m->emb), Mr, H);
     } else {
-        linear_forward(h, features, ssm_params_data(ps, m->enc_w), ssm_params_data(ps, m->enc_b), Mr, c->d_input, H);
+        linear_forward(h, m->features, ssm_params_data(ps, m->enc_w), ssm_params_data(ps, m->enc_b), Mr, c->d_input, H);
     }
     for (int i = 0; i < c->n_layers; i++) {
         const s4d_layer_index *l = &m->li[i];
@@ -315,33 +339,44 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         layernorm_forward(a->xn, a->mean, a->rstd, a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), Mr, H, 1e-5f);
         transpose_blh(a->xt, a->xn, batch, L, H);
         const float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
-        for (int64_t j = 0; j < H * Mm; j++) { a->A[2 * j] = -expf(are[j]); a->A[2 * j + 1] = aim[j]; }
+        nn_s4d_A_forward(a->A, are, aim, H * Mm);
         if (c->dplr) {
             if (s4_kernel_forward_f32(H, Mm, c->rank, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, m->li4[i].P),
                                       ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), a->K))
                 ssm_die("s4: layer %d: the DPLR kernel is not finite (singular Woodbury system)", i);
+            fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
         } else
-        s4d_kernel_forward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
-                               ssm_params_data(ps, l->C), a->K);
-        fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu()) {
+            ssm_dev_check("S4D kernel", s4d_kernel_forward_cuda(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A,
+                                                                ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), a->K, NULL));
+            ssm_dev_check("FFT convolution", fft_conv_forward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D), a->yt, NULL));
+        } else
+#endif
+        {
+            s4d_kernel_forward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
+                                   ssm_params_data(ps, l->C), a->K);
+            fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
+        }
         transpose_bhl(a->ys, a->yt, batch, L, H);
         gelu_forward(a->g, a->ys, Mr * H);
         dropout_forward(a->gd, a->g, Mr * H, p, layer_seed(dropout_seed, i));
         linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), ssm_params_data(ps, l->out_b), Mr, H, 2 * H);
         glu_forward(m->glu, a->o, Mr, H);
-        for (int64_t j = 0; j < Mr * H; j++) hnext[j] = a->h_in[j] + m->glu[j];
+        nn_copy(hnext, a->h_in, Mr * H);
+        nn_add(hnext, m->glu, Mr * H);
     }
     m->correct = m->counted = 0;
     double loss = 0;
     if (c->n_classes > 0) {
         if (c->pool_last)
-            for (int b = 0; b < batch; b++) memcpy(m->pooled + b * H, m->h_out + ((int64_t)b * L + L - 1) * H, (size_t)H * sizeof(float));
+            nn_copy2d(m->pooled, H, m->h_out + (int64_t)(L - 1) * H, (int64_t)L * H, batch, H);
         else meanpool_forward(m->pooled, m->h_out, batch, L, H);
         linear_forward(m->logits, m->pooled, ssm_params_data(ps, m->dec_w), ssm_params_data(ps, m->dec_b), batch, H, m->n_out);
         if (targets) {
             for (int b = 0; b < batch; b++)
                 if (targets[b] >= m->n_out) ssm_die("s4d: class %d out of range [0, %d)", targets[b], m->n_out);
-            memcpy(m->targets, targets, (size_t)batch * sizeof(int32_t));
+            ssm_buf_from_host(m->targets, targets, (size_t)batch * sizeof(int32_t));
             loss = crossentropy_forward(m->probs, m->logits, m->targets, batch, m->n_out, &m->counted, &m->correct);
         }
     } else {
@@ -349,20 +384,25 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         if (targets) {
             for (int64_t i = 0; i < Mr; i++)
                 if (targets[i] >= m->n_out) ssm_die("s4d: target %d out of range [0, %d)", targets[i], m->n_out);
-            memcpy(m->targets, targets, (size_t)Mr * sizeof(int32_t));
+            ssm_buf_from_host(m->targets, targets, (size_t)Mr * sizeof(int32_t));
             loss = crossentropy_forward(m->probs, m->logits, m->targets, Mr, m->n_out, &m->counted, &m->correct);
         }
     }
     return (float)loss;
 }
 
-const float *s4d_logits(const s4d_model *m) { return m->logits; }
+const float *s4d_logits(const s4d_model *m) {
+    if (!m->logits_host) return m->logits;
+    int64_t n = (m->c.n_classes > 0 ? (int64_t)m->batch : (int64_t)m->batch * m->L) * m->n_out;
+    ssm_buf_to_host(m->logits_host, m->logits, (size_t)n * sizeof(float));
+    return m->logits_host;
+}
 void s4d_accuracy(const s4d_model *m, int64_t *correct, int64_t *counted) {
     if (correct) *correct = m->correct;
     if (counted) *counted = m->counted;
 }
 
-static void zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+static void zero(float *p, int64_t n) { nn_zero(p, n); }
 
 void s4d_backward(s4d_model *m) {
     if (!m->has_targets) ssm_die("internal: s4d_backward needs a forward with targets");
@@ -379,8 +419,7 @@ void s4d_backward(s4d_model *m) {
         linear_backward(m->dpooled, ssm_params_grad(ps, m->dec_w), ssm_params_grad(ps, m->dec_b), m->dlogits, m->pooled,
                         ssm_params_data(ps, m->dec_w), batch, H, m->n_out);
         if (c->pool_last) {
-            for (int b = 0; b < batch; b++)
-                for (int64_t j = 0; j < H; j++) m->dh[((int64_t)b * L + L - 1) * H + j] += m->dpooled[b * H + j];
+            nn_add2d(m->dh + (int64_t)(L - 1) * H, (int64_t)L * H, m->dpooled, H, batch, H);
         } else meanpool_backward(m->dh, m->dpooled, batch, L, H);
     } else {
         zero(m->dlogits, Mr * m->n_out);
@@ -402,25 +441,33 @@ void s4d_backward(s4d_model *m) {
         zero(m->dys, Mr * H);
         gelu_backward(m->dys, m->dg, a->ys, Mr * H);
         transpose_blh(m->dyt, m->dys, batch, L, H);
-        fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
-        float *gD = ssm_params_grad(ps, l->D);
-        for (int64_t j = 0; j < H; j++) gD[j] += m->sdD[j];
         if (c->dplr) {
+            fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
             s4_kernel_backward_f32(H, Mm, c->rank, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, m->li4[i].P),
                                    ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdP,
                                    m->sdB, m->sdC);
-            float *gP = ssm_params_grad(ps, m->li4[i].P);
-            for (int64_t j = 0; j < 2 * H * c->rank * Mm; j++) gP[j] += m->sdP[j];
+            nn_add(ssm_params_grad(ps, m->li4[i].P), m->sdP, 2 * H * c->rank * Mm);
         } else
-        s4d_kernel_backward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
-                                ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdB, m->sdC);
-        float *g = ssm_params_grad(ps, l->log_dt);
-        for (int64_t j = 0; j < H; j++) g[j] += m->sdlog_dt[j];
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu()) {
+            ssm_dev_check("FFT convolution backward", fft_conv_backward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D),
+                                                                             m->dyt, m->dxt, m->dK, m->sdD, NULL));
+            ssm_dev_check("S4D kernel backward", s4d_kernel_backward_cuda(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A,
+                                                                          ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK,
+                                                                          m->sdlog_dt, m->dA, m->sdB, m->sdC, NULL));
+        } else
+#endif
+        {
+            fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
+            s4d_kernel_backward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
+                                    ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdB, m->sdC);
+        }
+        nn_add(ssm_params_grad(ps, l->D), m->sdD, H);
+        nn_add(ssm_params_grad(ps, l->log_dt), m->sdlog_dt, H);
         /* A = -exp(A_real_log) + i A_imag */
-        float *gre = ssm_params_grad(ps, l->A_re), *gim = ssm_params_grad(ps, l->A_im);
-        for (int64_t j = 0; j < H * Mm; j++) { gre[j] += m->dA[2 * j] * a->A[2 * j]; gim[j] += m->dA[2 * j + 1]; }
-        float *gB = ssm_params_grad(ps, l->B), *gC = ssm_params_grad(ps, l->C);
-        for (int64_t j = 0; j < 2 * H * Mm; j++) { gB[j] += m->sdB[j]; gC[j] += m->sdC[j]; }
+        nn_s4d_A_backward(ssm_params_grad(ps, l->A_re), ssm_params_grad(ps, l->A_im), m->dA, a->A, H * Mm);
+        nn_add(ssm_params_grad(ps, l->B), m->sdB, 2 * H * Mm);
+        nn_add(ssm_params_grad(ps, l->C), m->sdC, 2 * H * Mm);
         zero(m->dxn, Mr * H);
         transpose_bhl(m->dxn, m->dxt, batch, L, H);
         layernorm_backward(m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dxn, a->h_in,

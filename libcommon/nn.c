@@ -12,7 +12,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device.h"
 #include "params.h"
+
+/* --device cuda: every op runs its CUDA version (kernels/nn_cuda.cu) when the models compute on
+ * the GPU (device.h), so that nothing of a training step touches the host. */
+#ifdef SSM_HAVE_CUDA
+#include "nn_cuda.h"
+#define ON_GPU(call) do { if (ssm_compute_on_gpu()) { call; return; } } while (0)
+#define ON_GPU_RET(call) do { if (ssm_compute_on_gpu()) return call; } while (0)
+#else
+#define ON_GPU(call) do { } while (0)
+#define ON_GPU_RET(call) do { } while (0)
+#endif
 
 void openblas_set_num_threads(int);
 
@@ -66,6 +78,7 @@ void nn_set_threads(int n) {
 /* ---- linear -------------------------------------------------------------------------------- */
 void linear_forward(float *out, const float *inp, const float *W, const float *bias, int64_t M,
                     int64_t In, int64_t Out) {
+    ON_GPU(linear_forward_cuda(out, inp, W, bias, M, In, Out));
     if (M == 0) return;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Out, (int)In, 1.0f, inp, (int)In,
                 W, (int)In, 0.0f, out, (int)Out);
@@ -78,6 +91,7 @@ void linear_forward(float *out, const float *inp, const float *W, const float *b
 
 void linear_backward(float *dinp, float *dW, float *dbias, const float *dout, const float *inp,
                      const float *W, int64_t M, int64_t In, int64_t Out) {
+    ON_GPU(linear_backward_cuda(dinp, dW, dbias, dout, inp, W, M, In, Out));
     if (M == 0) return;
     if (dinp)   /* dinp (M, In) += dout (M, Out) @ W (Out, In) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)In, (int)Out, 1.0f, dout,
@@ -101,6 +115,7 @@ void linear_backward(float *dinp, float *dW, float *dbias, const float *dout, co
 /* ---- LayerNorm ----------------------------------------------------------------------------- */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int64_t M, int64_t C, float eps) {
+    ON_GPU(layernorm_forward_cuda(out, mean, rstd, inp, w, b, M, C, eps));
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
         const float *x = inp + m * C;
@@ -117,6 +132,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int64_t M, int64_t C) {
+    ON_GPU(layernorm_backward_cuda(dinp, dw, db, dout, inp, w, mean, rstd, M, C));
     /* xhat = (x - mu) r; dxhat = dout * w;
      * dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
 #pragma omp parallel for schedule(static)
@@ -152,6 +168,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 /* ---- RMSNorm ------------------------------------------------------------------------------- */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int64_t M,
                      int64_t C, float eps) {
+    ON_GPU(rmsnorm_forward_cuda(out, rstd, inp, w, M, C, eps));
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
         const float *x = inp + m * C;
@@ -165,6 +182,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 
 void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
                       const float *rstd, int64_t M, int64_t C) {
+    ON_GPU(rmsnorm_backward_cuda(dinp, dw, dout, inp, w, rstd, M, C));
     /* y = x r w, r = (mean(x^2) + eps)^-1/2:  dx = r (dout w) - x r^3 mean(dout w x) */
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) {
@@ -186,6 +204,7 @@ void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *in
 
 /* ---- elementwise --------------------------------------------------------------------------- */
 void gelu_forward(float *out, const float *inp, int64_t n) {
+    ON_GPU(gelu_forward_cuda(out, inp, n));
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -193,6 +212,7 @@ void gelu_forward(float *out, const float *inp, int64_t n) {
     }
 }
 void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+    ON_GPU(gelu_backward_cuda(dinp, dout, inp, n));
     /* d/dx x Phi(x) = Phi(x) + x phi(x) */
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
@@ -206,10 +226,12 @@ void gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n) 
 static inline float sigmoidf(float x) { return fast_sigmoidf(x); }
 
 void silu_forward(float *out, const float *inp, int64_t n) {
+    ON_GPU(silu_forward_cuda(out, inp, n));
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(inp[i]);
 }
 void silu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
+    ON_GPU(silu_backward_cuda(dinp, dout, inp, n));
     /* d/dx x s(x) = s (1 + x (1 - s)) */
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
@@ -219,6 +241,7 @@ void silu_backward(float *dinp, const float *dout, const float *inp, int64_t n) 
 }
 
 void glu_forward(float *out, const float *inp, int64_t M, int64_t C) {
+    ON_GPU(glu_forward_cuda(out, inp, M, C));
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
 #pragma omp simd
@@ -226,6 +249,7 @@ void glu_forward(float *out, const float *inp, int64_t M, int64_t C) {
             out[m * C + c] = inp[m * 2 * C + c] * sigmoidf(inp[m * 2 * C + C + c]);
 }
 void glu_backward(float *dinp, const float *dout, const float *inp, int64_t M, int64_t C) {
+    ON_GPU(glu_backward_cuda(dinp, dout, inp, M, C));
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
 #pragma omp simd
@@ -238,10 +262,12 @@ void glu_backward(float *dinp, const float *dout, const float *inp, int64_t M, i
 
 /* ---- embedding ----------------------------------------------------------------------------- */
 void embedding_forward(float *out, const int32_t *tokens, const float *table, int64_t M, int64_t C) {
+    ON_GPU(embedding_forward_cuda(out, tokens, table, M, C));
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) memcpy(out + m * C, table + (int64_t)tokens[m] * C, (size_t)C * sizeof(float));
 }
 void embedding_backward(float *dtable, const float *dout, const int32_t *tokens, int64_t M, int64_t C) {
+    ON_GPU(embedding_backward_cuda(dtable, dout, tokens, M, C));
     /* rows with the same token add up: in row order, for determinism */
     for (int64_t m = 0; m < M; m++) {
         float *d = dtable + (int64_t)tokens[m] * C;
@@ -253,6 +279,7 @@ void embedding_backward(float *dtable, const float *dout, const int32_t *tokens,
 void conv1d_causal_forward(float *out, const float *inp, const float *weight, const float *bias,
                            const float *state, float *new_state, int64_t B, int64_t L, int64_t C,
                            int64_t K) {
+    ON_GPU(conv1d_causal_forward_cuda(out, inp, weight, bias, state, new_state, B, L, C, K));
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++) {
         const float *x = inp + b * L * C;
@@ -287,6 +314,7 @@ void conv1d_causal_forward(float *out, const float *inp, const float *weight, co
 void conv1d_causal_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int64_t B, int64_t L, int64_t C,
                             int64_t K) {
+    ON_GPU(conv1d_causal_backward_cuda(dinp, dweight, dbias, dout, inp, weight, B, L, C, K));
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < L; t++)
@@ -322,6 +350,7 @@ void conv1d_causal_backward(float *dinp, float *dweight, float *dbias, const flo
 /* ---- softmax cross-entropy ----------------------------------------------------------------- */
 double crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int64_t M,
                             int64_t V, int64_t *counted, int64_t *correct) {
+    ON_GPU_RET(crossentropy_forward_cuda(probs, logits, targets, M, V, counted, correct));
     double total = 0;
     int64_t n = 0, ok = 0;
 #pragma omp parallel for schedule(static) reduction(+ : n, ok)
@@ -353,6 +382,7 @@ double crossentropy_forward(float *probs, const float *logits, const int32_t *ta
 
 void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int64_t M,
                            int64_t V, float dloss) {
+    ON_GPU(crossentropy_backward_cuda(dlogits, probs, targets, M, V, dloss));
     int64_t n = 0;
     for (int64_t m = 0; m < M; m++) n += targets[m] >= 0;
     if (n == 0) return;
@@ -367,12 +397,14 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
 
 /* ---- dropout ------------------------------------------------------------------------------- */
 void dropout_forward(float *out, const float *inp, int64_t n, float p, uint64_t seed) {
+    ON_GPU(dropout_forward_cuda(out, inp, n, p, seed));
     float keep = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
         out[i] = p > 0 ? (ssm_hash_uniform(seed, (uint64_t)i) >= p ? inp[i] * keep : 0.0f) : inp[i];
 }
 void dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64_t seed) {
+    ON_GPU(dropout_backward_cuda(dinp, dout, n, p, seed));
     float keep = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
@@ -381,6 +413,7 @@ void dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64
 
 /* ---- mean pooling over time ---------------------------------------------------------------- */
 void meanpool_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C) {
+    ON_GPU(meanpool_forward_cuda(out, inp, B, L, C));
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++) {
@@ -390,8 +423,49 @@ void meanpool_forward(float *out, const float *inp, int64_t B, int64_t L, int64_
         }
 }
 void meanpool_backward(float *dinp, const float *dout, int64_t B, int64_t L, int64_t C) {
+    ON_GPU(meanpool_backward_cuda(dinp, dout, B, L, C));
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < L; t++)
             for (int64_t c = 0; c < C; c++) dinp[(b * L + t) * C + c] += dout[b * C + c] / (float)L;
+}
+
+/* ---- glue ops (nn.h) ----------------------------------------------------------------------- */
+void nn_zero(float *p, int64_t n) { ssm_buf_zero(p, (size_t)n * sizeof(float)); }
+void nn_copy(float *dst, const float *src, int64_t n) {
+    ON_GPU(nn_copy2d_cuda(dst, n, src, n, 1, n));
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+void nn_copy2d(float *dst, int64_t dpitch, const float *src, int64_t spitch, int64_t rows, int64_t cols) {
+    ON_GPU(nn_copy2d_cuda(dst, dpitch, src, spitch, rows, cols));
+    for (int64_t r = 0; r < rows; r++) memcpy(dst + r * dpitch, src + r * spitch, (size_t)cols * sizeof(float));
+}
+void nn_add2d(float *dst, int64_t dpitch, const float *src, int64_t spitch, int64_t rows, int64_t cols) {
+    ON_GPU(nn_add2d_cuda(dst, dpitch, src, spitch, rows, cols));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[r * dpitch + c] += src[r * spitch + c];
+}
+void nn_add(float *dst, const float *src, int64_t n) { nn_add2d(dst, n, src, n, 1, n); }
+void nn_mul_add(float *dst, const float *a, const float *b, int64_t n) {
+    ON_GPU(nn_mul_add_cuda(dst, a, b, n));
+    for (int64_t i = 0; i < n; i++) dst[i] += a[i] * b[i];
+}
+void nn_neg_exp(float *out, const float *in, int64_t n) {
+    ON_GPU(nn_neg_exp_cuda(out, in, n));
+    for (int64_t i = 0; i < n; i++) out[i] = -expf(in[i]);
+}
+void nn_transpose(float *out, const float *in, int64_t B, int64_t R, int64_t C) {
+    ON_GPU(nn_transpose_cuda(out, in, B, R, C));
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < C; c++) out[(b * C + c) * R + r] = in[(b * R + r) * C + c];
+}
+void nn_s4d_A_forward(float *A, const float *are, const float *aim, int64_t n) {
+    ON_GPU(nn_s4d_A_forward_cuda(A, are, aim, n));
+    for (int64_t j = 0; j < n; j++) { A[2 * j] = -expf(are[j]); A[2 * j + 1] = aim[j]; }
+}
+void nn_s4d_A_backward(float *gre, float *gim, const float *dA, const float *A, int64_t n) {
+    ON_GPU(nn_s4d_A_backward_cuda(gre, gim, dA, A, n));
+    for (int64_t j = 0; j < n; j++) { gre[j] += dA[2 * j] * A[2 * j]; gim[j] += dA[2 * j + 1]; }
 }

@@ -79,6 +79,22 @@ void dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64
 void meanpool_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C);
 void meanpool_backward(float *dinp, const float *dout, int64_t B, int64_t L, int64_t C);
 
+/* ---- glue between the ops (the models' own loops), so that they too run where the model runs
+ * (device.h: on the GPU when ssm_compute_use_gpu was called).  Pitches count floats. */
+void nn_zero(float *p, int64_t n);
+void nn_copy(float *dst, const float *src, int64_t n);
+/* dst (rows, cols at pitch dpitch) = / += src (rows, cols at pitch spitch) */
+void nn_copy2d(float *dst, int64_t dpitch, const float *src, int64_t spitch, int64_t rows, int64_t cols);
+void nn_add2d(float *dst, int64_t dpitch, const float *src, int64_t spitch, int64_t rows, int64_t cols);
+void nn_add(float *dst, const float *src, int64_t n);                    /* dst += src */
+void nn_mul_add(float *dst, const float *a, const float *b, int64_t n);  /* dst += a * b */
+void nn_neg_exp(float *out, const float *in, int64_t n);                 /* out = -exp(in) */
+/* in (B, R, C) -> out (B, C, R) */
+void nn_transpose(float *out, const float *in, int64_t B, int64_t R, int64_t C);
+/* S4D's A (n, 2) complex = -exp(are) + i aim; backward: gre += Re(dA) Re(A), gim += Im(dA) */
+void nn_s4d_A_forward(float *A, const float *are, const float *aim, int64_t n);
+void nn_s4d_A_backward(float *gre, float *gim, const float *dA, const float *A, int64_t n);
+
 /* Threads for OpenMP loops and OpenBLAS (0 = all cores). */
 void nn_set_threads(int n);
 

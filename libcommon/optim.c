@@ -5,6 +5,10 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "device.h"
+#ifdef SSM_HAVE_CUDA
+#include "nn_cuda.h"
+#endif
 
 adamw adamw_default(void) {
     adamw o = {0};
@@ -16,10 +20,10 @@ adamw adamw_default(void) {
 
 void adamw_alloc(adamw *o, const ssm_params *ps) {
     o->n = ps->total;
-    o->m = ssm_xcalloc((size_t)o->n + 1, sizeof(float));
-    o->v = ssm_xcalloc((size_t)o->n + 1, sizeof(float));
+    o->m = ssm_buf_calloc((size_t)o->n + 1, sizeof(float));   /* on the GPU with --device cuda */
+    o->v = ssm_buf_calloc((size_t)o->n + 1, sizeof(float));
 }
-void adamw_free(adamw *o) { free(o->m); free(o->v); o->m = o->v = NULL; }
+void adamw_free(adamw *o) { ssm_buf_free(o->m); ssm_buf_free(o->v); o->m = o->v = NULL; }
 
 float adamw_lr_factor(const adamw *o, int64_t step) {
     if (o->warmup > 0 && step < o->warmup) return (float)(step + 1) / (float)o->warmup;
@@ -31,6 +35,9 @@ float adamw_lr_factor(const adamw *o, int64_t step) {
 }
 
 double grad_global_norm(const ssm_params *ps) {
+#ifdef SSM_HAVE_CUDA
+    if (ssm_compute_on_gpu()) return sqrt(grad_sumsq_cuda(ps->grad, ps->total));
+#endif
     double s = 0;
     for (int64_t i = 0; i < ps->total; i++) s += (double)ps->grad[i] * ps->grad[i];
     return sqrt(s);
@@ -49,6 +56,12 @@ double adamw_step(adamw *o, ssm_params *ps) {
         float wd = p->group == SSM_GROUP_DECAY ? o->weight_decay : 0.0f;
         float *w = ps->data + p->offset, *g = ps->grad + p->offset;
         float *m = o->m + p->offset, *v = o->v + p->offset;
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu()) {
+            adamw_update_cuda(w, g, m, v, p->nfloats, gscale, lr, wd, o->beta1, o->beta2, o->eps, bc1, bc2);
+            continue;
+        }
+#endif
 #pragma omp parallel for schedule(static)
         for (int64_t j = 0; j < p->nfloats; j++) {
             float gj = g[j] * gscale;

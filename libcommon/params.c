@@ -9,13 +9,14 @@
 #include <sys/mman.h>
 
 #include "cli.h"
+#include "device.h"
 
 void ssm_params_init(ssm_params *ps) { memset(ps, 0, sizeof *ps); }
 
 void ssm_params_free(ssm_params *ps) {
     free(ps->p);
-    free(ps->data);
-    free(ps->grad);
+    ssm_buf_free(ps->data);
+    ssm_buf_free(ps->grad);
     memset(ps, 0, sizeof *ps);
 }
 
@@ -59,8 +60,9 @@ static float *alloc_floats_huge(size_t n) {
 }
 
 void ssm_params_alloc(ssm_params *ps) {
-    ps->data = alloc_floats_huge((size_t)ps->total + 1);
-    ps->grad = ssm_xcalloc((size_t)ps->total + 1, sizeof(float));
+    /* managed GPU memory with --device cuda (device.h); on the CPU the weights on huge pages */
+    ps->data = ssm_compute_on_gpu() ? ssm_buf_calloc((size_t)ps->total + 1, sizeof(float)) : alloc_floats_huge((size_t)ps->total + 1);
+    ps->grad = ssm_buf_calloc((size_t)ps->total + 1, sizeof(float));
 }
 
 float *ssm_params_data(const ssm_params *ps, int i) { return ps->data + ps->p[i].offset; }
@@ -72,9 +74,10 @@ int ssm_params_find(const ssm_params *ps, const char *name) {
     return -1;
 }
 
-void ssm_params_zero_grad(ssm_params *ps) { memset(ps->grad, 0, (size_t)ps->total * sizeof(float)); }
+void ssm_params_zero_grad(ssm_params *ps) { ssm_buf_zero(ps->grad, (size_t)ps->total * sizeof(float)); }
 
 void ssm_params_to_set(const ssm_params *ps, const float *buf, const char *prefix, ssm_tensor_set *set) {
+    ssm_buf_sync();   /* buf may be GPU memory the GPU is still writing */
     for (int i = 0; i < ps->n; i++) {
         const ssm_param *p = &ps->p[i];
         char name[256];
@@ -86,6 +89,7 @@ void ssm_params_to_set(const ssm_params *ps, const float *buf, const char *prefi
 }
 
 int ssm_params_from_set(const ssm_params *ps, float *buf, const char *prefix, const ssm_tensor_set *set) {
+    ssm_buf_sync();
     int count = 0;
     for (int i = 0; i < ps->n; i++) {
         const ssm_param *p = &ps->p[i];

@@ -315,3 +315,25 @@ print(max(np.linalg.norm(a[t] - b[t]) / np.linalg.norm(b[t]) for t in range(37))
     [ "$whole" = "$part1 $part2" ]
     [ "$(echo $whole | wc -w)" -eq 20 ]
 }
+
+# --device cuda: the build has CUDA when the tool links libcudart (make with nvcc present, no NO_CUDA)
+cuda_build() { ldd "$(command -v ssm-generate)" 2>/dev/null | grep -q libcudart; }
+
+@test "--device: bad values are usage errors; cuda without CUDA support is a usage error" {
+    run ssm-generate -m "$R/hf/state_dict.ssm" --config "$R/hf/config.json" --tokens 1,2 --device tpu
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-generate: --device: expected cpu or cuda, got 'tpu'" ]
+    cuda_build && skip "this build has CUDA"
+    run ssm-generate -m "$R/hf/state_dict.ssm" --config "$R/hf/config.json" --tokens 1,2 --device cuda
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-generate: --device cuda: this build has no CUDA support (rebuild with nvcc installed)" ]
+}
+
+@test "--device cuda with CUDA built but no usable GPU: one line naming the CUDA error, exit 1" {
+    cuda_build || skip "this build has no CUDA"
+    nvidia-smi -L > /dev/null 2>&1 && skip "a GPU is present (tests/cuda/models.sh checks it)"
+    run ssm-generate -m "$R/hf/state_dict.ssm" --config "$R/hf/config.json" --tokens 1,2 -n 2 --device cuda
+    [ "$status" -eq 1 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == "ssm-generate: --device cuda: "?* ]]
+}

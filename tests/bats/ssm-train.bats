@@ -22,9 +22,9 @@ setup() {
     run ssm-train --model mamba --task nope -o "$T/c.ssm"
     [ "$status" -eq 2 ]
     [[ "$output" == *"unknown task 'nope'"* ]]
-    run ssm-train --model mamba --task selective-copy --device cuda -o "$T/c.ssm"
+    run ssm-train --model mamba --task selective-copy --device tpu -o "$T/c.ssm"
     [ "$status" -eq 2 ]
-    [[ "$output" == *"--device cuda: not implemented yet"* ]]
+    [ "${lines[0]}" = "ssm-train: --device: expected cpu or cuda, got 'tpu'" ]
     run ssm-train --model mamba --task text -o "$T/c.ssm"
     [ "$status" -eq 2 ]
     run ssm-train --model mamba --task text /nonexistent -o "$T/c.ssm"
@@ -160,4 +160,25 @@ EOF
     ssm-train --model s4 --task selective-copy $TINY --steps 6 --threads 1 --stop-at 3 --log "$T/b.tsv" -o "$T/b.ssm"
     ssm-train --resume "$T/b.ssm" --threads 2 --log "$T/b.tsv" -o "$T/b.ssm"
     diff <(cut -f1-5 "$T/a.tsv") <(cut -f1-5 "$T/b.tsv")
+}
+
+# --device cuda: the build has CUDA when the tool links libcudart (make with nvcc present, no NO_CUDA)
+cuda_build() { ldd "$(command -v ssm-train)" 2>/dev/null | grep -q libcudart; }
+
+@test "--device cuda in a build without CUDA: usage error naming the rebuild" {
+    cuda_build && skip "this build has CUDA"
+    run ssm-train --model mamba --task selective-copy $TINY --steps 2 --device cuda -o "$T/c.ssm"
+    [ "$status" -eq 2 ]
+    [ "${lines[0]}" = "ssm-train: --device cuda: this build has no CUDA support (rebuild with nvcc installed)" ]
+    [ ! -e "$T/c.ssm" ]
+}
+
+@test "--device cuda with CUDA built but no usable GPU: one line naming the CUDA error, exit 1" {
+    cuda_build || skip "this build has no CUDA"
+    nvidia-smi -L > /dev/null 2>&1 && skip "a GPU is present (tests/cuda/models.sh checks it)"
+    run ssm-train --model mamba --task selective-copy $TINY --steps 2 --device cuda -o "$T/c.ssm"
+    [ "$status" -eq 1 ]
+    [ "${#lines[@]}" -eq 1 ]
+    [[ "$output" == "ssm-train: --device cuda: "?* ]]
+    [ ! -e "$T/c.ssm" ]
 }
