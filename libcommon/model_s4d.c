@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "hippo.h"
 #include "nn.h"
+#include "s4d_ops.h"
 #include "ssm_kernel.h"
 
 typedef struct { int norm_w, norm_b, log_dt, A_re, A_im, B, C, D, out_w, out_b; } s4d_layer_index;
@@ -32,6 +33,7 @@ struct s4d_model {
     float *h_out, *pooled, *logits, *probs, *glu;
     float *dh, *dglu_o, *dgd, *dg, *dys, *dyt, *dxt, *dxn, *dK, *dA, *dlogits, *dpooled, *dfeat;
     float *sdlog_dt, *sdB, *sdC, *sdD;
+    unsigned char *drop_mask;   /* (n_layers, rows, H): the dropout masks of the last training forward */
     int batch, L, has_targets, training;
     uint64_t dropout_seed;
     const int32_t *tokens;
@@ -130,6 +132,8 @@ static void free_acts(s4d_model *m) {
     for (size_t k = 0; k < sizeof b / sizeof *b; k++) free(b[k]);
     free(m->targets);
     m->targets = NULL;
+    free(m->drop_mask);
+    m->drop_mask = NULL;
 }
 
 void s4d_free(s4d_model *m) {
@@ -165,6 +169,7 @@ static void ensure_acts(s4d_model *m, int64_t batch, int64_t L) {
     m->dfeat = NULL;
     m->sdlog_dt = FALLOC(H); m->sdB = FALLOC(2 * H * Mm); m->sdC = FALLOC(2 * H * Mm); m->sdD = FALLOC(H);
     m->targets = ssm_xcalloc((size_t)rows + 1, sizeof(int32_t));
+    if (m->c.dropout > 0) m->drop_mask = ssm_xmalloc((size_t)(m->c.n_layers * rows * H) + 1);
 }
 
 static void fill_uniform(ssm_rng *r, float *w, int64_t n, double bound) {
@@ -222,20 +227,6 @@ s4d_model *s4d_from_set(const ssm_tensor_set *set) {
     return m;
 }
 
-/* (batch, L, H) <-> (batch, H, L) */
-static void transpose_blh(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < L; t++)
-            for (int64_t h = 0; h < H; h++) out[(b * H + h) * L + t] = in[(b * L + t) * H + h];
-}
-static void transpose_bhl(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < L; t++) out[(b * L + t) * H + h] = in[(b * H + h) * L + t];
-}
-
 static uint64_t layer_seed(uint64_t seed, int i) { return seed * 0x9e3779b97f4a7c15ull + (uint64_t)(i + 1) * 0xbf58476d1ce4e5b9ull; }
 
 float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, int batch, int L,
@@ -259,19 +250,17 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         const s4d_layer_index *l = &m->li[i];
         s4d_layer_acts *a = &m->acts[i];
         float *hnext = i + 1 < c->n_layers ? m->acts[i + 1].h_in : m->h_out;
-        layernorm_forward(a->xn, a->mean, a->rstd, a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), Mr, H, 1e-5f);
-        transpose_blh(a->xt, a->xn, batch, L, H);
+        s4d_layernorm_transpose_forward(a->xt, a->mean, a->rstd, a->h_in, ssm_params_data(ps, l->norm_w),
+                                        ssm_params_data(ps, l->norm_b), batch, L, H, 1e-5f);
         const float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
         for (int64_t j = 0; j < H * Mm; j++) { a->A[2 * j] = -expf(are[j]); a->A[2 * j + 1] = aim[j]; }
         s4d_kernel_forward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                ssm_params_data(ps, l->C), a->K);
         fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
-        transpose_bhl(a->ys, a->yt, batch, L, H);
-        gelu_forward(a->g, a->ys, Mr * H);
-        dropout_forward(a->gd, a->g, Mr * H, p, layer_seed(dropout_seed, i));
-        linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), ssm_params_data(ps, l->out_b), Mr, H, 2 * H);
-        glu_forward(m->glu, a->o, Mr, H);
-        for (int64_t j = 0; j < Mr * H; j++) hnext[j] = a->h_in[j] + m->glu[j];
+        s4d_transpose_gelu_dropout_forward(a->ys, a->gd, p > 0 ? m->drop_mask + i * Mr * H : NULL, a->yt, batch, L, H, p,
+                                           layer_seed(dropout_seed, i));
+        linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), NULL, Mr, H, 2 * H);
+        s4d_bias_glu_residual_forward(hnext, a->o, ssm_params_data(ps, l->out_b), a->h_in, Mr, H);
     }
     m->correct = m->counted = 0;
     double loss = 0;
@@ -334,16 +323,10 @@ void s4d_backward(s4d_model *m) {
         const s4d_layer_index *l = &m->li[i];
         s4d_layer_acts *a = &m->acts[i];
         /* h_next = h + GLU(o): dh passes through; do = GLU'(dh) */
-        zero(m->dglu_o, Mr * 2 * H);
-        glu_backward(m->dglu_o, m->dh, a->o, Mr, H);
-        zero(m->dgd, Mr * H);
-        linear_backward(m->dgd, ssm_params_grad(ps, l->out_w), ssm_params_grad(ps, l->out_b), m->dglu_o, a->gd,
-                        ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
-        zero(m->dg, Mr * H);
-        dropout_backward(m->dg, m->dgd, Mr * H, p, layer_seed(m->dropout_seed, i));
-        zero(m->dys, Mr * H);
-        gelu_backward(m->dys, m->dg, a->ys, Mr * H);
-        transpose_blh(m->dyt, m->dys, batch, L, H);
+        s4d_glu_backward(m->dglu_o, ssm_params_grad(ps, l->out_b), m->dh, a->o, Mr, H);
+        s4d_linear_input_grad(m->dgd, m->dglu_o, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
+        linear_backward(NULL, ssm_params_grad(ps, l->out_w), NULL, m->dglu_o, a->gd, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
+        s4d_gelu_dropout_transpose_backward(m->dyt, m->dgd, a->ys, p > 0 ? m->drop_mask + i * Mr * H : NULL, batch, L, H, p);
         fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
         float *gD = ssm_params_grad(ps, l->D);
         for (int64_t j = 0; j < H; j++) gD[j] += m->sdD[j];
@@ -356,10 +339,8 @@ void s4d_backward(s4d_model *m) {
         for (int64_t j = 0; j < H * Mm; j++) { gre[j] += m->dA[2 * j] * a->A[2 * j]; gim[j] += m->dA[2 * j + 1]; }
         float *gB = ssm_params_grad(ps, l->B), *gC = ssm_params_grad(ps, l->C);
         for (int64_t j = 0; j < 2 * H * Mm; j++) { gB[j] += m->sdB[j]; gC[j] += m->sdC[j]; }
-        zero(m->dxn, Mr * H);
-        transpose_bhl(m->dxn, m->dxt, batch, L, H);
-        layernorm_backward(m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dxn, a->h_in,
-                           ssm_params_data(ps, l->norm_w), a->mean, a->rstd, Mr, H);
+        s4d_transpose_layernorm_backward(m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dxt,
+                                         a->h_in, ssm_params_data(ps, l->norm_w), a->mean, a->rstd, batch, L, H);
     }
     if (m->emb >= 0) embedding_backward(ssm_params_grad(ps, m->emb), m->dh, m->tokens, Mr, H);
     else linear_backward(NULL, ssm_params_grad(ps, m->enc_w), ssm_params_grad(ps, m->enc_b), m->dh, m->features,

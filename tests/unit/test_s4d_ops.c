@@ -1,0 +1,157 @@
+/* test_s4d_ops.c - every fused S4D pass of s4d_ops.h against the plain composition of nn.h ops and
+ * transposes it replaces (nn.h's ops are themselves checked against float64 references and finite
+ * differences in test_nn.c), on fresh random inputs of odd sizes (L not a multiple of the tile,
+ * H odd, batch 1), with and without dropout; and the parameter-gradient sums bit-identical for 1
+ * and 3 threads. */
+#include "check.h"
+#include "nn.h"
+#include "params.h"
+#include "s4d_ops.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *randf(int64_t n, double scale) {
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(scale * test_normal());
+    return v;
+}
+static float *copyf(const float *a, int64_t n) {
+    float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    memcpy(v, a, (size_t)n * sizeof *v);
+    return v;
+}
+static double *to_d(const float *a, int64_t n) {
+    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = a[i];
+    return v;
+}
+static double rel(const float *got, const float *want, int64_t n) {
+    double *w = to_d(want, n);
+    double e = rel_err_f32(got, w, n);
+    free(w);
+    return e;
+}
+/* (B, L, H) -> (B, H, L) and back */
+static void blh_to_bhl(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t h = 0; h < H; h++) out[(b * H + h) * L + t] = in[(b * L + t) * H + h];
+}
+static void bhl_to_blh(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < L; t++)
+            for (int64_t h = 0; h < H; h++) out[(b * L + t) * H + h] = in[(b * H + h) * L + t];
+}
+
+static void check_layernorm(int64_t B, int64_t L, int64_t H) {
+    int64_t M = B * L, n = M * H;
+    float *h = randf(n, 2), *w = randf(H, 1), *bias = randf(H, 1), *dxt = randf(n, 1);
+    for (int64_t i = 0; i < n; i++) h[i] += 0.5f;
+    /* forward */
+    float *xt = randf(n, 1), *mean = randf(M, 1), *rstd = randf(M, 1);
+    s4d_layernorm_transpose_forward(xt, mean, rstd, h, w, bias, B, L, H, 1e-5f);
+    float *xn = randf(n, 1), *xt_ref = randf(n, 1), *mean_ref = randf(M, 1), *rstd_ref = randf(M, 1);
+    layernorm_forward(xn, mean_ref, rstd_ref, h, w, bias, M, H, 1e-5f);
+    blh_to_bhl(xt_ref, xn, B, L, H);
+    CHECK_REL_ERR(rel(xt, xt_ref, n), 1e-6, "layernorm+transpose forward (B %lld, L %lld, H %lld)", (long long)B, (long long)L, (long long)H);
+    CHECK_REL_ERR(rel(mean, mean_ref, M) + rel(rstd, rstd_ref, M), 1e-6, "layernorm mean and rstd");
+    /* backward: gradients accumulate onto random starting values */
+    float *dh0 = randf(n, 1), *dw0 = randf(H, 1), *db0 = randf(H, 1);
+    float *dh = copyf(dh0, n), *dw = copyf(dw0, H), *db = copyf(db0, H);
+    float *dh_ref = copyf(dh0, n), *dw_ref = copyf(dw0, H), *db_ref = copyf(db0, H), *dxn = randf(n, 1);
+    s4d_transpose_layernorm_backward(dh, dw, db, dxt, h, w, mean, rstd, B, L, H);
+    bhl_to_blh(dxn, dxt, B, L, H);
+    layernorm_backward(dh_ref, dw_ref, db_ref, dxn, h, w, mean, rstd, M, H);
+    CHECK_REL_ERR(rel(dh, dh_ref, n), 1e-5, "transpose+layernorm backward: dh (B %lld, L %lld, H %lld)", (long long)B, (long long)L, (long long)H);
+    CHECK_REL_ERR(rel(dw, dw_ref, H), 1e-5, "transpose+layernorm backward: dw");
+    CHECK_REL_ERR(rel(db, db_ref, H), 1e-5, "transpose+layernorm backward: db");
+    /* the parameter sums do not depend on the thread count */
+    float *dw3 = copyf(dw0, H), *db3 = copyf(db0, H), *dh3 = copyf(dh0, n);
+    float *dw1 = copyf(dw0, H), *db1 = copyf(db0, H), *dh1 = copyf(dh0, n);
+    omp_set_num_threads(1);
+    s4d_transpose_layernorm_backward(dh1, dw1, db1, dxt, h, w, mean, rstd, B, L, H);
+    omp_set_num_threads(3);
+    s4d_transpose_layernorm_backward(dh3, dw3, db3, dxt, h, w, mean, rstd, B, L, H);
+    CHECK(memcmp(dw1, dw3, (size_t)H * 4) == 0 && memcmp(db1, db3, (size_t)H * 4) == 0 && memcmp(dh1, dh3, (size_t)n * 4) == 0,
+          "layernorm backward bit-identical for 1 and 3 threads");
+    omp_set_num_threads(2);
+    free(h); free(w); free(bias); free(dxt); free(xt); free(mean); free(rstd); free(xn); free(xt_ref); free(mean_ref);
+    free(rstd_ref); free(dh0); free(dw0); free(db0); free(dh); free(dw); free(db); free(dh_ref); free(dw_ref); free(db_ref);
+    free(dxn); free(dw3); free(db3); free(dh3); free(dw1); free(db1); free(dh1);
+}
+
+static void check_gelu_dropout(int64_t B, int64_t L, int64_t H, float p) {
+    int64_t n = B * L * H;
+    uint64_t seed = test_next();
+    float *yt = randf(n, 2), *dgd = randf(n, 1);
+    float *ys = randf(n, 1), *gd = randf(n, 1);
+    unsigned char *mask = malloc((size_t)n + 1);
+    s4d_transpose_gelu_dropout_forward(ys, gd, p > 0 ? mask : NULL, yt, B, L, H, p, seed);
+    float *ys_ref = randf(n, 1), *g = randf(n, 1), *gd_ref = randf(n, 1);
+    bhl_to_blh(ys_ref, yt, B, L, H);
+    gelu_forward(g, ys_ref, n);
+    dropout_forward(gd_ref, g, n, p, seed);
+    CHECK(memcmp(ys, ys_ref, (size_t)n * 4) == 0, "transpose in gelu+dropout forward (B %lld, L %lld, H %lld, p %g)",
+          (long long)B, (long long)L, (long long)H, p);
+    CHECK_REL_ERR(rel(gd, gd_ref, n), 1e-6, "gelu+dropout forward (p %g)", p);
+    if (p > 0) {
+        int64_t bad = 0, kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            bad += mask[i] != (ssm_hash_uniform(seed, (uint64_t)i) >= p);
+            kept += mask[i];
+        }
+        CHECK(bad == 0 && (n < 20 || (kept > 0 && kept < n)), "dropout mask: %lld of %lld elements differ from nn.h's", (long long)bad, (long long)n);
+    }
+    float *dyt = randf(n, 1), *dg = calloc((size_t)n, 4), *dys = calloc((size_t)n, 4), *dyt_ref = randf(n, 1);
+    s4d_gelu_dropout_transpose_backward(dyt, dgd, ys, p > 0 ? mask : NULL, B, L, H, p);
+    dropout_backward(dg, dgd, n, p, seed);
+    gelu_backward(dys, dg, ys_ref, n);
+    blh_to_bhl(dyt_ref, dys, B, L, H);
+    CHECK_REL_ERR(rel(dyt, dyt_ref, n), 4e-6, "gelu+dropout+transpose backward (p %g)", p);
+    free(yt); free(dgd); free(ys); free(gd); free(mask); free(ys_ref); free(g); free(gd_ref); free(dyt); free(dg);
+    free(dys); free(dyt_ref);
+}
+
+static void check_glu(int64_t M, int64_t H) {
+    float *o0 = randf(M * 2 * H, 2), *bias = randf(2 * H, 1), *h = randf(M * H, 1), *dh = randf(M * H, 1);
+    float *o = copyf(o0, M * 2 * H), *hn = randf(M * H, 1);
+    s4d_bias_glu_residual_forward(hn, o, bias, h, M, H);
+    float *o_ref = copyf(o0, M * 2 * H), *glu = randf(M * H, 1);
+    for (int64_t r = 0; r < M; r++)
+        for (int64_t c = 0; c < 2 * H; c++) o_ref[r * 2 * H + c] += bias[c];
+    glu_forward(glu, o_ref, M, H);
+    for (int64_t i = 0; i < M * H; i++) glu[i] += h[i];
+    CHECK(memcmp(o, o_ref, (size_t)(M * 2 * H) * 4) == 0, "bias add kept in o (M %lld, H %lld)", (long long)M, (long long)H);
+    CHECK_REL_ERR(rel(hn, glu, M * H), 1e-6, "bias+GLU+residual forward");
+    float *db0 = randf(2 * H, 1), *db = copyf(db0, 2 * H), *db_ref = copyf(db0, 2 * H);
+    float *dout = randf(M * 2 * H, 1), *dout_ref = calloc((size_t)(M * 2 * H), 4);
+    s4d_glu_backward(dout, db, dh, o, M, H);
+    glu_backward(dout_ref, dh, o_ref, M, H);
+    linear_backward(NULL, NULL, db_ref, dout_ref, NULL, NULL, M, H, 2 * H);
+    CHECK_REL_ERR(rel(dout, dout_ref, M * 2 * H), 1e-6, "GLU backward");
+    CHECK_REL_ERR(rel(db, db_ref, 2 * H), 1e-6, "GLU backward: the bias gradient accumulates the row sums");
+    /* the linear input gradient is written (beta 0), not added */
+    float *W = randf(2 * H * H, 1), *dinp = randf(M * H, 1), *dinp_ref = calloc((size_t)(M * H), 4);
+    s4d_linear_input_grad(dinp, dout_ref, W, M, H, 2 * H);
+    linear_backward(dinp_ref, NULL, NULL, dout_ref, NULL, W, M, H, 2 * H);
+    CHECK_REL_ERR(rel(dinp, dinp_ref, M * H), 1e-6, "linear input gradient written");
+    free(o0); free(bias); free(h); free(dh); free(o); free(hn); free(o_ref); free(glu); free(db0); free(db); free(db_ref);
+    free(dout); free(dout_ref); free(W); free(dinp); free(dinp_ref);
+}
+
+int main(void) {
+    test_seed_from_env("test_s4d_ops");
+    nn_set_threads(2);
+    int64_t sizes[][3] = {{3, 37, 5}, {1, 16, 8}, {1, 1, 3}, {2, 50, 64}, {4, 19, 33}};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        int64_t B = sizes[k][0], L = sizes[k][1], H = sizes[k][2];
+        check_layernorm(B, L, H);
+        check_gelu_dropout(B, L, H, 0.0f);
+        check_gelu_dropout(B, L, H, 0.25f);
+        check_glu(B * L, H);
+    }
+    return check_summary("test_s4d_ops");
+}
