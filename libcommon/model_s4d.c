@@ -34,6 +34,7 @@ struct s4d_model {
     float *dh, *dglu_o, *dgd, *dg, *dys, *dyt, *dxt, *dxn, *dK, *dA, *dlogits, *dpooled, *dfeat;
     float *sdlog_dt, *sdB, *sdC, *sdD;
     unsigned char *drop_mask;   /* (n_layers, rows, H): the dropout masks of the last training forward */
+    s4d_workspace *ws;          /* scratch of the fused convolution passes (s4d_ops.h) */
     int batch, L, has_targets, training;
     uint64_t dropout_seed;
     const int32_t *tokens;
@@ -139,6 +140,7 @@ static void free_acts(s4d_model *m) {
 void s4d_free(s4d_model *m) {
     if (!m) return;
     free_acts(m);
+    s4d_workspace_free(m->ws);
     free(m->li);
     ssm_params_free(&m->ps);
     free(m);
@@ -250,15 +252,14 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         const s4d_layer_index *l = &m->li[i];
         s4d_layer_acts *a = &m->acts[i];
         float *hnext = i + 1 < c->n_layers ? m->acts[i + 1].h_in : m->h_out;
-        s4d_layernorm_transpose_forward(a->xt, a->mean, a->rstd, a->h_in, ssm_params_data(ps, l->norm_w),
-                                        ssm_params_data(ps, l->norm_b), batch, L, H, 1e-5f);
         const float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
         for (int64_t j = 0; j < H * Mm; j++) { a->A[2 * j] = -expf(are[j]); a->A[2 * j + 1] = aim[j]; }
         s4d_kernel_forward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                ssm_params_data(ps, l->C), a->K);
-        fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
-        s4d_transpose_gelu_dropout_forward(a->ys, a->gd, p > 0 ? m->drop_mask + i * Mr * H : NULL, a->yt, batch, L, H, p,
-                                           layer_seed(dropout_seed, i));
+        if (!m->ws) m->ws = s4d_workspace_new();
+        s4d_conv_forward_fused(m->ws, NULL, a->mean, a->rstd, a->ys, a->gd, p > 0 ? m->drop_mask + i * Mr * H : NULL,
+                               a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), a->K,
+                               ssm_params_data(ps, l->D), batch, L, H, 1e-5f, p, layer_seed(dropout_seed, i));
         linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), NULL, Mr, H, 2 * H);
         s4d_bias_glu_residual_forward(hnext, a->o, ssm_params_data(ps, l->out_b), a->h_in, Mr, H);
     }
@@ -326,8 +327,10 @@ void s4d_backward(s4d_model *m) {
         s4d_glu_backward(m->dglu_o, ssm_params_grad(ps, l->out_b), m->dh, a->o, Mr, H);
         s4d_linear_input_grad(m->dgd, m->dglu_o, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
         linear_backward(NULL, ssm_params_grad(ps, l->out_w), NULL, m->dglu_o, a->gd, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
-        s4d_gelu_dropout_transpose_backward(m->dyt, m->dgd, a->ys, p > 0 ? m->drop_mask + i * Mr * H : NULL, batch, L, H, p);
-        fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
+        s4d_conv_backward_fused(m->ws, m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dK, m->sdD,
+                                m->dgd, a->ys, p > 0 ? m->drop_mask + i * Mr * H : NULL, NULL, a->h_in,
+                                ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), a->mean, a->rstd, a->K,
+                                ssm_params_data(ps, l->D), batch, L, H, 1e-5f, p);
         float *gD = ssm_params_grad(ps, l->D);
         for (int64_t j = 0; j < H; j++) gD[j] += m->sdD[j];
         s4d_kernel_backward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
@@ -339,8 +342,6 @@ void s4d_backward(s4d_model *m) {
         for (int64_t j = 0; j < H * Mm; j++) { gre[j] += m->dA[2 * j] * a->A[2 * j]; gim[j] += m->dA[2 * j + 1]; }
         float *gB = ssm_params_grad(ps, l->B), *gC = ssm_params_grad(ps, l->C);
         for (int64_t j = 0; j < 2 * H * Mm; j++) { gB[j] += m->sdB[j]; gC[j] += m->sdC[j]; }
-        s4d_transpose_layernorm_backward(m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dxt,
-                                         a->h_in, ssm_params_data(ps, l->norm_w), a->mean, a->rstd, batch, L, H);
     }
     if (m->emb >= 0) embedding_backward(ssm_params_grad(ps, m->emb), m->dh, m->tokens, Mr, H);
     else linear_backward(NULL, ssm_params_grad(ps, m->enc_w), ssm_params_grad(ps, m->enc_b), m->dh, m->features,

@@ -44,4 +44,24 @@ void s4d_glu_backward(float *dout, float *dbias, const float *dh, const float *o
 /* dinp (M, In) = dout (M, Out) @ W (Out, In): written, not added (sgemm with beta 0). */
 void s4d_linear_input_grad(float *dinp, const float *dout, const float *W, int64_t M, int64_t In, int64_t Out);
 
+/* The convolution part of a layer, fused per sequence (threads over the batch):
+ *   xt (B, H, L) = transpose(LayerNorm(h)), yt = K * xt + D xt (K (H, L), D (H) or NULL),
+ *   ys (B, L, H) = transpose(yt), gd = dropout(GELU(ys))
+ * equal to s4d_layernorm_transpose_forward + fft_conv_forward_f32 (ssm_kernel.h) +
+ * s4d_transpose_gelu_dropout_forward.  xt may be NULL: then it is not stored, and the backward
+ * (given xt NULL too) recomputes it from h and the LayerNorm weights, in the core's cache, instead
+ * of reading it back from memory.  The backward takes dgd (B, L, H) and the forward's saved ys,
+ * mask (and xt, mean, rstd); dh (B, L, H), dnorm_w, dnorm_b (H) are added to; dK (H, L) and
+ * dD (H) written (either may be NULL).  A workspace holds the scratch between calls. */
+typedef struct s4d_workspace s4d_workspace;
+s4d_workspace *s4d_workspace_new(void);
+void s4d_workspace_free(s4d_workspace *ws);
+void s4d_conv_forward_fused(s4d_workspace *ws, float *xt, float *mean, float *rstd, float *ys, float *gd,
+                            unsigned char *mask, const float *h, const float *w, const float *bias, const float *K,
+                            const float *D, int64_t B, int64_t L, int64_t H, float eps, float p, uint64_t seed);
+void s4d_conv_backward_fused(s4d_workspace *ws, float *dh, float *dnorm_w, float *dnorm_b, float *dK, float *dD,
+                             const float *dgd, const float *ys, const unsigned char *mask, const float *xt,
+                             const float *h, const float *w, const float *bias, float *mean, float *rstd,
+                             const float *K, const float *D, int64_t B, int64_t L, int64_t H, float eps, float p);
+
 #endif

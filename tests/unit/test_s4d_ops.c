@@ -7,6 +7,7 @@
 #include "nn.h"
 #include "params.h"
 #include "s4d_ops.h"
+#include "ssm_kernel.h"
 
 #include <math.h>
 #include <omp.h>
@@ -142,6 +143,58 @@ static void check_glu(int64_t M, int64_t H) {
     free(dout); free(dout_ref); free(W); free(dinp); free(dinp_ref);
 }
 
+/* The fused per-sequence convolution pass against the separate passes + fft_conv_*_f32. */
+static void check_fused_conv(int64_t B, int64_t L, int64_t H, float p, int store_xt) {
+    int64_t M = B * L, n = M * H;
+    uint64_t seed = test_next();
+    float *h = randf(n, 1.5), *w = randf(H, 1), *bias = randf(H, 1), *K = randf(H * L, 0.3), *D = randf(H, 1);
+    float *dgd = randf(n, 1);
+    /* reference: the separate passes */
+    float *xt_r = randf(n, 1), *mean_r = randf(M, 1), *rstd_r = randf(M, 1), *yt_r = randf(n, 1), *ys_r = randf(n, 1);
+    float *gd_r = randf(n, 1), *dyt_r = randf(n, 1), *dxt_r = randf(n, 1), *dK_r = randf(H * L, 1), *dD_r = randf(H, 1);
+    unsigned char *mask_r = malloc((size_t)n + 1), *mask = malloc((size_t)n + 1);
+    s4d_layernorm_transpose_forward(xt_r, mean_r, rstd_r, h, w, bias, B, L, H, 1e-5f);
+    fft_conv_forward_f32(B, H, L, xt_r, K, NULL, D, yt_r);
+    s4d_transpose_gelu_dropout_forward(ys_r, gd_r, mask_r, yt_r, B, L, H, p, seed);
+    float *dh0 = randf(n, 1), *dw0 = randf(H, 1), *db0 = randf(H, 1);
+    float *dh_r = copyf(dh0, n), *dw_r = copyf(dw0, H), *db_r = copyf(db0, H);
+    s4d_gelu_dropout_transpose_backward(dyt_r, dgd, ys_r, mask_r, B, L, H, p);
+    fft_conv_backward_f32(B, H, L, xt_r, K, NULL, D, dyt_r, dxt_r, dK_r, NULL, dD_r);
+    s4d_transpose_layernorm_backward(dh_r, dw_r, db_r, dxt_r, h, w, mean_r, rstd_r, B, L, H);
+    /* fused */
+    s4d_workspace *ws = s4d_workspace_new();
+    float *xt = store_xt ? randf(n, 1) : NULL, *mean = randf(M, 1), *rstd = randf(M, 1), *ys = randf(n, 1), *gd = randf(n, 1);
+    s4d_conv_forward_fused(ws, xt, mean, rstd, ys, gd, mask, h, w, bias, K, D, B, L, H, 1e-5f, p, seed);
+    const char *how = store_xt ? "xt stored" : "xt recomputed";
+    if (xt) CHECK_REL_ERR(rel(xt, xt_r, n), 1e-6, "fused forward: xt (B %lld, L %lld, H %lld)", (long long)B, (long long)L, (long long)H);
+    CHECK_REL_ERR(rel(mean, mean_r, M) + rel(rstd, rstd_r, M), 1e-6, "fused forward: mean, rstd");
+    CHECK_REL_ERR(rel(ys, ys_r, n), 1e-6, "fused forward: ys (B %lld, L %lld, H %lld, p %g)", (long long)B, (long long)L, (long long)H, p);
+    CHECK_REL_ERR(rel(gd, gd_r, n), 1e-6, "fused forward: gd");
+    CHECK(p == 0 || memcmp(mask, mask_r, (size_t)n) == 0, "fused forward: the dropout mask");
+    float *dh = copyf(dh0, n), *dw = copyf(dw0, H), *db = copyf(db0, H), *dK = randf(H * L, 1), *dD = randf(H, 1);
+    s4d_conv_backward_fused(ws, dh, dw, db, dK, dD, dgd, ys, mask, xt, h, w, bias, mean, rstd, K, D, B, L, H, 1e-5f, p);
+    CHECK_REL_ERR(rel(dh, dh_r, n), 1e-5, "fused backward (%s): dh", how);
+    CHECK_REL_ERR(rel(dw, dw_r, H) + rel(db, db_r, H), 1e-5, "fused backward (%s): dnorm_w, dnorm_b", how);
+    CHECK_REL_ERR(rel(dK, dK_r, H * L), 1e-5, "fused backward (%s): dK", how);
+    CHECK_REL_ERR(rel(dD, dD_r, H), 1e-5, "fused backward (%s): dD", how);
+    /* bit-identical for 1 and 3 threads */
+    float *dh1 = copyf(dh0, n), *dw1 = copyf(dw0, H), *dK1 = randf(H * L, 1), *dD1 = randf(H, 1);
+    float *dh3 = copyf(dh0, n), *dw3 = copyf(dw0, H), *dK3 = randf(H * L, 1), *dD3 = randf(H, 1);
+    omp_set_num_threads(1);
+    s4d_conv_backward_fused(ws, dh1, dw1, NULL, dK1, dD1, dgd, ys, mask, xt, h, w, bias, mean, rstd, K, D, B, L, H, 1e-5f, p);
+    omp_set_num_threads(3);
+    s4d_conv_backward_fused(ws, dh3, dw3, NULL, dK3, dD3, dgd, ys, mask, xt, h, w, bias, mean, rstd, K, D, B, L, H, 1e-5f, p);
+    omp_set_num_threads(2);
+    CHECK(memcmp(dh1, dh3, (size_t)n * 4) == 0 && memcmp(dw1, dw3, (size_t)H * 4) == 0 &&
+          memcmp(dK1, dK3, (size_t)(H * L) * 4) == 0 && memcmp(dD1, dD3, (size_t)H * 4) == 0,
+          "fused backward bit-identical for 1 and 3 threads");
+    s4d_workspace_free(ws);
+    free(h); free(w); free(bias); free(K); free(D); free(dgd); free(xt_r); free(mean_r); free(rstd_r); free(yt_r); free(ys_r);
+    free(gd_r); free(dyt_r); free(dxt_r); free(dK_r); free(dD_r); free(mask_r); free(mask); free(dh0); free(dw0); free(db0);
+    free(dh_r); free(dw_r); free(db_r); free(xt); free(mean); free(rstd); free(ys); free(gd); free(dh); free(dw); free(db);
+    free(dK); free(dD); free(dh1); free(dw1); free(dK1); free(dD1); free(dh3); free(dw3); free(dK3); free(dD3);
+}
+
 int main(void) {
     test_seed_from_env("test_s4d_ops");
     nn_set_threads(2);
@@ -152,6 +205,8 @@ int main(void) {
         check_gelu_dropout(B, L, H, 0.0f);
         check_gelu_dropout(B, L, H, 0.25f);
         check_glu(B * L, H);
+        check_fused_conv(B, L, H, 0.0f, 1);
+        check_fused_conv(B, L, H, 0.3f, 0);
     }
     return check_summary("test_s4d_ops");
 }
