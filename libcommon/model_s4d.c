@@ -260,7 +260,7 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         s4d_conv_forward_fused(m->ws, NULL, a->mean, a->rstd, a->ys, a->gd, p > 0 ? m->drop_mask + i * Mr * H : NULL,
                                a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), a->K,
                                ssm_params_data(ps, l->D), batch, L, H, 1e-5f, p, layer_seed(dropout_seed, i));
-        linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), NULL, Mr, H, 2 * H);
+        s4d_linear_forward_rows(a->o, a->gd, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
         s4d_bias_glu_residual_forward(hnext, a->o, ssm_params_data(ps, l->out_b), a->h_in, Mr, H);
     }
     m->correct = m->counted = 0;
@@ -325,8 +325,8 @@ void s4d_backward(s4d_model *m) {
         s4d_layer_acts *a = &m->acts[i];
         /* h_next = h + GLU(o): dh passes through; do = GLU'(dh) */
         s4d_glu_backward(m->dglu_o, ssm_params_grad(ps, l->out_b), m->dh, a->o, Mr, H);
-        s4d_linear_input_grad(m->dgd, m->dglu_o, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
-        linear_backward(NULL, ssm_params_grad(ps, l->out_w), NULL, m->dglu_o, a->gd, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
+        s4d_linear_backward_rows(m->ws, m->dgd, ssm_params_grad(ps, l->out_w), m->dglu_o, a->gd, ssm_params_data(ps, l->out_w),
+                                 Mr, H, 2 * H);
         s4d_conv_backward_fused(m->ws, m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dK, m->sdD,
                                 m->dgd, a->ys, p > 0 ? m->drop_mask + i * Mr * H : NULL, NULL, a->h_in,
                                 ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), a->mean, a->rstd, a->K,

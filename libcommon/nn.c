@@ -42,7 +42,7 @@ void linear_forward(float *out, const float *inp, const float *W, const float *b
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Out, (int)In, 1.0f, inp, (int)In,
                 W, (int)In, 0.0f, out, (int)Out);
     if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * Out >= (1 << 15))
         for (int64_t m = 0; m < M; m++)
             for (int64_t o = 0; o < Out; o++) out[m * Out + o] += bias[o];
     }
@@ -60,7 +60,7 @@ void linear_backward(float *dinp, float *dW, float *dbias, const float *dout, co
     if (dbias) {
         int64_t nk = nchunks_of(M);
         float *part = calloc((size_t)(nk * Out), sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * Out >= (1 << 15))
         for (int64_t k = 0; k < nk; k++) {
             float *p = part + k * Out;
             for (int64_t m = k * ROW_CHUNK; m < M && m < (k + 1) * ROW_CHUNK; m++)
@@ -296,7 +296,7 @@ double crossentropy_forward(float *probs, const float *logits, const int32_t *ta
                             int64_t V, int64_t *counted, int64_t *correct) {
     double total = 0;
     int64_t n = 0, ok = 0;
-#pragma omp parallel for schedule(static) reduction(+ : n, ok)
+#pragma omp parallel for schedule(static) reduction(+ : n, ok) if (M * V >= (1 << 15))
     for (int64_t m = 0; m < M; m++) {
         const float *z = logits + m * V;
         float mx = z[0];
@@ -329,7 +329,7 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
     for (int64_t m = 0; m < M; m++) n += targets[m] >= 0;
     if (n == 0) return;
     float scale = dloss / (float)n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * V >= (1 << 15))
     for (int64_t m = 0; m < M; m++) {
         if (targets[m] < 0) continue;
         for (int64_t v = 0; v < V; v++)
@@ -353,7 +353,7 @@ void dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64
 
 /* ---- mean pooling over time ---------------------------------------------------------------- */
 void meanpool_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B > 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++) {
             float s = 0;

@@ -498,3 +498,50 @@ void s4d_conv_backward_fused(s4d_workspace *ws, float *dh, float *dnorm_w, float
             if (dnorm_b) dnorm_b[c] += pb[k * H + c];
         }
 }
+
+/* ---- the out_proj matmuls on the OpenMP threads --------------------------------------------------
+ * OpenBLAS's own threads and OpenMP's compete for the same cores (an idle OpenMP thread waits
+ * while OpenBLAS runs, and the reverse); on a shared machine each wait can last a scheduler
+ * quantum.  Here OpenBLAS runs single-threaded inside each OpenMP thread, on fixed blocks of
+ * GEMM_ROWS rows; the weight gradient adds its per-block products in block order, so the result
+ * depends on M only, never on the thread count. */
+#define GEMM_ROWS 1024
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int);
+
+void s4d_linear_forward_rows(float *out, const float *inp, const float *W, int64_t M, int64_t In, int64_t Out) {
+    if (M <= 0) return;
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    int64_t nb = (M + GEMM_ROWS - 1) / GEMM_ROWS;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t r0 = k * GEMM_ROWS, rows = M - r0 < GEMM_ROWS ? M - r0 : GEMM_ROWS;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)Out, (int)In, 1.0f, inp + r0 * In, (int)In, W,
+                    (int)In, 0.0f, out + r0 * Out, (int)Out);
+    }
+    openblas_set_num_threads(saved);
+}
+
+void s4d_linear_backward_rows(s4d_workspace *ws, float *dinp, float *dW, const float *dout, const float *inp,
+                              const float *W, int64_t M, int64_t In, int64_t Out) {
+    if (M <= 0) return;
+    int saved = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    int64_t nb = (M + GEMM_ROWS - 1) / GEMM_ROWS, wsz = align16(Out * In);
+    float *part = dW ? workspace_get(ws, nb * wsz) : NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < nb; k++) {
+        int64_t r0 = k * GEMM_ROWS, rows = M - r0 < GEMM_ROWS ? M - r0 : GEMM_ROWS;
+        if (dinp)   /* dinp rows = dout rows @ W (written) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)In, (int)Out, 1.0f, dout + r0 * Out,
+                        (int)Out, W, (int)In, 0.0f, dinp + r0 * In, (int)In);
+        if (dW)     /* this block's dout^T @ inp */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Out, (int)In, (int)rows, 1.0f, dout + r0 * Out,
+                        (int)Out, inp + r0 * In, (int)In, 0.0f, part + k * wsz, (int)In);
+    }
+    openblas_set_num_threads(saved);
+    if (dW)
+        for (int64_t k = 0; k < nb; k++)
+            for (int64_t j = 0; j < Out * In; j++) dW[j] += part[k * wsz + j];
+}

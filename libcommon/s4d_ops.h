@@ -64,4 +64,12 @@ void s4d_conv_backward_fused(s4d_workspace *ws, float *dh, float *dnorm_w, float
                              const float *h, const float *w, const float *bias, float *mean, float *rstd,
                              const float *K, const float *D, int64_t B, int64_t L, int64_t H, float eps, float p);
 
+/* The out_proj matmuls with the rows split over the OpenMP threads (OpenBLAS single-threaded in
+ * each): out (M, Out) = inp (M, In) @ W^T (written; no bias); dinp (M, In) = dout @ W (written),
+ * dW (Out, In) += dout^T @ inp (blocks of rows added in a fixed order).  dinp, dW may be NULL.
+ * The backward uses ws for its partial sums (not at the same time as the fused passes). */
+void s4d_linear_forward_rows(float *out, const float *inp, const float *W, int64_t M, int64_t In, int64_t Out);
+void s4d_linear_backward_rows(s4d_workspace *ws, float *dinp, float *dW, const float *dout, const float *inp,
+                              const float *W, int64_t M, int64_t In, int64_t Out);
+
 #endif

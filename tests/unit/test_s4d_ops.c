@@ -139,6 +139,27 @@ static void check_glu(int64_t M, int64_t H) {
     s4d_linear_input_grad(dinp, dout_ref, W, M, H, 2 * H);
     linear_backward(dinp_ref, NULL, NULL, dout_ref, NULL, W, M, H, 2 * H);
     CHECK_REL_ERR(rel(dinp, dinp_ref, M * H), 1e-6, "linear input gradient written");
+    /* the row-split matmuls (blocks of 1024 rows: M above and below a block) */
+    {
+        int64_t Mb = M * 40 + 3;
+        float *x = randf(Mb * H, 1), *dy = randf(Mb * 2 * H, 1), *y = randf(Mb * 2 * H, 1), *y_ref = randf(Mb * 2 * H, 1);
+        float *dx = randf(Mb * H, 1), *dx_ref = calloc((size_t)(Mb * H), 4), *dW0 = randf(2 * H * H, 1);
+        float *dW = copyf(dW0, 2 * H * H), *dW_ref = copyf(dW0, 2 * H * H), *dW1 = copyf(dW0, 2 * H * H);
+        s4d_workspace *ws = s4d_workspace_new();
+        s4d_linear_forward_rows(y, x, W, Mb, H, 2 * H);
+        linear_forward(y_ref, x, W, NULL, Mb, H, 2 * H);
+        CHECK_REL_ERR(rel(y, y_ref, Mb * 2 * H), 1e-6, "row-split linear forward (M %lld)", (long long)Mb);
+        s4d_linear_backward_rows(ws, dx, dW, dy, x, W, Mb, H, 2 * H);
+        linear_backward(dx_ref, dW_ref, NULL, dy, x, W, Mb, H, 2 * H);
+        CHECK_REL_ERR(rel(dx, dx_ref, Mb * H), 1e-6, "row-split linear backward: dinp written");
+        CHECK_REL_ERR(rel(dW, dW_ref, 2 * H * H), 1e-5, "row-split linear backward: dW added");
+        omp_set_num_threads(1);
+        s4d_linear_backward_rows(ws, NULL, dW1, dy, x, W, Mb, H, 2 * H);
+        omp_set_num_threads(2);
+        CHECK(memcmp(dW1, dW, (size_t)(2 * H * H) * 4) == 0, "row-split dW bit-identical for 1 and 2 threads");
+        s4d_workspace_free(ws);
+        free(x); free(dy); free(y); free(y_ref); free(dx); free(dx_ref); free(dW0); free(dW); free(dW_ref); free(dW1);
+    }
     free(o0); free(bias); free(h); free(dh); free(o); free(hn); free(o_ref); free(glu); free(db0); free(db); free(db_ref);
     free(dout); free(dout_ref); free(W); free(dinp); free(dinp_ref);
 }
