@@ -3,6 +3,9 @@
 # (bench/train_torch.py), same sizes, batch and threads, measured in this run.  Prints tokens/s and
 # the ratio (target: ssm-train >= 2x PyTorch).  BENCH_STEPS (default 5) steps after one warm-up.
 set -eu
+# OpenMP threads that wait sleep instead of spinning (both programs use libgomp): on a shared
+# machine a spinning thread takes the core from the thread that has work.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 bin=${SSM_BIN:-bin}
 py=${SSM_PYTHON:-/usr/bin/python3}
 steps=${BENCH_STEPS:-5}

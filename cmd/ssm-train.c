@@ -59,7 +59,9 @@ static const char *usage =
     "      --seed N            seed of the init, the data and dropout (default 1)\n"
     "      --eval-every N      evaluate every N steps (default: every epoch, or steps/10)\n"
     "      --eval-examples N   examples in each evaluation (default: the task's eval split)\n"
-    "      --log FILE          TSV log: step split loss accuracy lr tokens_per_s time_s\n"
+    "      --log FILE          log: step split loss accuracy lr tokens_per_s time_s, as TSV, or\n"
+    "                          JSON lines when FILE ends in .jsonl or with --log-format jsonl\n"
+    "      --log-format F      tsv or jsonl (default: from the extension, else tsv)\n"
     "      --save-every N      write the checkpoint every N steps (needs -o FILE)\n"
     "      --resume CKPT       continue the run saved in CKPT (bit-exact)\n"
     "      --stop-at N         stop after step N with a checkpoint (the schedule stays --steps)\n"
@@ -85,7 +87,7 @@ typedef struct {
 
 enum { O_MODEL, O_TASK, O_DMODEL, O_NLAYERS, O_DSTATE, O_EXPAND, O_DCONV, O_DTRANK, O_DROPOUT, O_POOL,
        O_SEQLEN, O_COPY, O_VOCAB, O_DATADIR, O_STEPS, O_EPOCHS, O_BATCH, O_LR, O_SSMLR, O_WD, O_WARMUP,
-       O_MINLR, O_CLIP, O_SEED, O_EVALEVERY, O_EVALEX, O_LOG, O_SAVEEVERY, O_RESUME, O_DEVICE, O_STOPAT, O_COUNT };
+       O_MINLR, O_CLIP, O_SEED, O_EVALEVERY, O_EVALEX, O_LOG, O_SAVEEVERY, O_RESUME, O_DEVICE, O_STOPAT, O_LOGFMT, O_COUNT };
 
 static option opts[O_COUNT] = {
     [O_MODEL] = {"model", 's', 1, 0, 0, NULL, 0},
@@ -119,6 +121,7 @@ static option opts[O_COUNT] = {
     [O_RESUME] = {"resume", 's', 0, 0, 0, NULL, 0},
     [O_DEVICE] = {"device", 's', 0, 0, 0, "cpu", 0},
     [O_STOPAT] = {"stop-at", 'i', 0, 0, 0, NULL, 0},
+    [O_LOGFMT] = {"log-format", 's', 0, 0, 0, NULL, 0},
 };
 
 static void option_parse(option *o, const char *arg) {
@@ -264,6 +267,31 @@ static eval_result evaluate(model *m, ssm_task *task, int64_t n_examples, int ba
     return e;
 }
 
+/* ---- the log: one record per line, TSV (with a header) or JSON lines (the same keys) ----------- */
+static int log_jsonl;
+static void json_number(FILE *f, const char *key, double v, const char *fmt) {
+    fprintf(f, ", \"%s\": ", key);
+    if (isfinite(v)) fprintf(f, fmt, v);
+    else fputs("null", f);   /* JSON has no NaN; ssm-viz reads null as an empty value */
+}
+static void log_record(FILE *f, int64_t step, const char *split, double loss, double acc, double lr, double tok_s,
+                       double time_s) {
+    if (log_jsonl) {
+        fprintf(f, "{\"step\": %lld, \"split\": \"%s\"", (long long)step, split);
+        json_number(f, "loss", loss, "%.6f");
+        json_number(f, "accuracy", acc, "%.6f");
+        json_number(f, "lr", lr, "%.6g");
+        json_number(f, "tokens_per_s", tok_s, "%.1f");
+        json_number(f, "time_s", time_s, "%.3f");
+        fputs("}\n", f);
+    } else {
+        fprintf(f, "%lld\t%s\t%.6f\t%.6f\t%.6g\t", (long long)step, split, loss, acc, lr);
+        if (isfinite(tok_s)) fprintf(f, "%.1f", tok_s);
+        fprintf(f, "\t%.3f\n", time_s);
+    }
+    fflush(f);
+}
+
 static void fmt_duration(char *buf, size_t n, double s) {
     if (s < 0 || !isfinite(s)) snprintf(buf, n, "?");
     else if (s < 60) snprintf(buf, n, "%.0fs", s);
@@ -386,10 +414,15 @@ int main(int argc, char **argv) {
     if (strcmp(out, "-") == 0 && isatty(STDOUT_FILENO)) ssm_usage_error("the checkpoint is a binary stream: give -o FILE or redirect stdout");
 
     FILE *log = NULL;
+    if (opts[O_LOGFMT].s && strcmp(opts[O_LOGFMT].s, "tsv") && strcmp(opts[O_LOGFMT].s, "jsonl"))
+        ssm_usage_error("--log-format: expected tsv or jsonl, got '%s'", opts[O_LOGFMT].s);
+    if (opts[O_LOGFMT].s && !opts[O_LOG].s) ssm_usage_error("--log-format needs --log FILE");
     if (opts[O_LOG].s) {
+        size_t ln = strlen(opts[O_LOG].s);
+        log_jsonl = opts[O_LOGFMT].s ? strcmp(opts[O_LOGFMT].s, "jsonl") == 0 : ln > 6 && strcmp(opts[O_LOG].s + ln - 6, ".jsonl") == 0;
         log = fopen(opts[O_LOG].s, resume ? "a" : "w");
         if (!log) ssm_die("%s: cannot open the log: %s", opts[O_LOG].s, strerror(errno));
-        if (ftell(log) == 0) fprintf(log, "step\tsplit\tloss\taccuracy\tlr\ttokens_per_s\ttime_s\n");
+        if (ftell(log) == 0 && !log_jsonl) fprintf(log, "step\tsplit\tloss\taccuracy\tlr\ttokens_per_s\ttime_s\n");
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -437,11 +470,11 @@ int main(int argc, char **argv) {
         double rate = dt > 0 ? (double)batch * L / dt : 0;
         tok_rate = tok_rate ? 0.9 * tok_rate + 0.1 * rate : rate;
         double acc = counted ? (double)correct / (double)counted : 0;
-        if (log) { fprintf(log, "%lld\ttrain\t%.6f\t%.6f\t%.6g\t%.1f\t%.3f\n", (long long)opt.step, loss, acc, lr_now, rate, now - t0); fflush(log); }
+        if (log) log_record(log, opt.step, "train", loss, acc, lr_now, rate, now - t0);
         int do_eval = opt.step % eval_every == 0 || opt.step == total;
         if (do_eval) {
             last_eval = evaluate(&m, task, eval_n, batch, seed, tok, feat, tgt);
-            if (log) { fprintf(log, "%lld\teval\t%.6f\t%.6f\t%.6g\t\t%.3f\n", (long long)opt.step, last_eval.loss, last_eval.acc, lr_now, ssm_now() - t0); fflush(log); }
+            if (log) log_record(log, opt.step, "eval", last_eval.loss, last_eval.acc, lr_now, NAN, ssm_now() - t0);
             if (show || ssm_cli.verbose > 0) {
                 if (show) fputc('\r', stderr);
                 fprintf(stderr, "%s: step %lld: eval loss %.4f%s, accuracy %.2f%%%-20s\n", ssm_cli.prog, (long long)opt.step,

@@ -18,6 +18,7 @@
 #include "nn.h"
 #include "nplr.h"
 #include "s4_kernel.h"
+#include "s4d_ops.h"
 #include "ssm_kernel.h"
 #ifdef SSM_HAVE_CUDA
 #include "selective_scan_cuda.h"
@@ -46,6 +47,8 @@ struct s4d_model {
     float *h_out, *pooled, *logits, *probs, *glu;
     float *dh, *dglu_o, *dgd, *dg, *dys, *dyt, *dxt, *dxn, *dK, *dA, *dlogits, *dpooled, *dfeat;
     float *sdlog_dt, *sdB, *sdC, *sdD;
+    unsigned char *drop_mask;   /* (n_layers, rows, H): the dropout masks of the last training forward */
+    s4d_workspace *ws;          /* scratch of the fused convolution passes (s4d_ops.h) */
     int batch, L, has_targets, training;
     uint64_t dropout_seed;
     const int32_t *tokens;
@@ -161,12 +164,15 @@ static void free_acts(s4d_model *m) {
     ssm_buf_free(m->sdP);
     m->targets = m->tok_buf = NULL;
     m->sdP = NULL;
+    free(m->drop_mask);
+    m->drop_mask = NULL;
     m->logits_host = NULL;
 }
 
 void s4d_free(s4d_model *m) {
     if (!m) return;
     free_acts(m);
+    s4d_workspace_free(m->ws);
     free(m->li);
     free(m->li4);
     ssm_params_free(&m->ps);
@@ -201,6 +207,7 @@ static void ensure_acts(s4d_model *m, int64_t batch, int64_t L) {
     m->tok_buf = ssm_buf_calloc((size_t)rows + 1, sizeof(int32_t));
     m->feat_buf = m->c.vocab_size > 0 ? NULL : FALLOC(rows * m->c.d_input);
     m->logits_host = ssm_compute_on_gpu() ? ssm_host_calloc((size_t)(out_rows * V) + 1, sizeof(float)) : NULL;
+    if (m->c.dropout > 0) m->drop_mask = ssm_xmalloc((size_t)(m->c.n_layers * rows * H) + 1);
     if (m->c.dplr) m->sdP = FALLOC(2 * H * m->c.rank * Mm);
 }
 
@@ -292,21 +299,11 @@ s4d_model *s4d_from_set(const ssm_tensor_set *set) {
     return m;
 }
 
-/* (batch, L, H) <-> (batch, H, L) */
-static void transpose_blh(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
-    if (ssm_compute_on_gpu()) { nn_transpose(out, in, B, L, H); return; }
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t t = 0; t < L; t++)
-            for (int64_t h = 0; h < H; h++) out[(b * H + h) * L + t] = in[(b * L + t) * H + h];
-}
-static void transpose_bhl(float *out, const float *in, int64_t B, int64_t L, int64_t H) {
-    if (ssm_compute_on_gpu()) { nn_transpose(out, in, B, H, L); return; }
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t t = 0; t < L; t++) out[(b * L + t) * H + h] = in[(b * H + h) * L + t];
-}
+#ifdef SSM_HAVE_CUDA
+/* (batch, L, H) <-> (batch, H, L) on the GPU (the CPU path transposes inside s4d_ops.c) */
+static void transpose_blh(float *out, const float *in, int64_t B, int64_t L, int64_t H) { nn_transpose(out, in, B, L, H); }
+static void transpose_bhl(float *out, const float *in, int64_t B, int64_t L, int64_t H) { nn_transpose(out, in, B, H, L); }
+#endif
 
 static uint64_t layer_seed(uint64_t seed, int i) { return seed * 0x9e3779b97f4a7c15ull + (uint64_t)(i + 1) * 0xbf58476d1ce4e5b9ull; }
 
@@ -336,35 +333,46 @@ float s4d_forward(s4d_model *m, const int32_t *tokens, const float *features, in
         const s4d_layer_index *l = &m->li[i];
         s4d_layer_acts *a = &m->acts[i];
         float *hnext = i + 1 < c->n_layers ? m->acts[i + 1].h_in : m->h_out;
-        layernorm_forward(a->xn, a->mean, a->rstd, a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), Mr, H, 1e-5f);
-        transpose_blh(a->xt, a->xn, batch, L, H);
         const float *are = ssm_params_data(ps, l->A_re), *aim = ssm_params_data(ps, l->A_im);
         nn_s4d_A_forward(a->A, are, aim, H * Mm);
+        /* the kernel K (H, L): S4's DPLR kernel (on the host, also with --device cuda), or S4D's */
         if (c->dplr) {
+            if (ssm_compute_on_gpu()) ssm_buf_sync();   /* a->A was written by the GPU */
             if (s4_kernel_forward_f32(H, Mm, c->rank, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, m->li4[i].P),
                                       ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), a->K))
                 ssm_die("s4: layer %d: the DPLR kernel is not finite (singular Woodbury system)", i);
-            fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
         } else
 #ifdef SSM_HAVE_CUDA
-        if (ssm_compute_on_gpu()) {
+        if (ssm_compute_on_gpu())
             ssm_dev_check("S4D kernel", s4d_kernel_forward_cuda(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A,
                                                                 ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), a->K, NULL));
-            ssm_dev_check("FFT convolution", fft_conv_forward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D), a->yt, NULL));
-        } else
+        else
 #endif
-        {
             s4d_kernel_forward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                    ssm_params_data(ps, l->C), a->K);
-            fft_conv_forward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), a->yt);
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu()) {
+            /* GPU: the layer as separate ops of nn.h, each on the device */
+            layernorm_forward(a->xn, a->mean, a->rstd, a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), Mr, H, 1e-5f);
+            transpose_blh(a->xt, a->xn, batch, L, H);
+            ssm_dev_check("FFT convolution", fft_conv_forward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D), a->yt, NULL));
+            transpose_bhl(a->ys, a->yt, batch, L, H);
+            gelu_forward(a->g, a->ys, Mr * H);
+            dropout_forward(a->gd, a->g, Mr * H, p, layer_seed(dropout_seed, i));
+            linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), ssm_params_data(ps, l->out_b), Mr, H, 2 * H);
+            glu_forward(m->glu, a->o, Mr, H);
+            nn_copy(hnext, a->h_in, Mr * H);
+            nn_add(hnext, m->glu, Mr * H);
+            continue;
         }
-        transpose_bhl(a->ys, a->yt, batch, L, H);
-        gelu_forward(a->g, a->ys, Mr * H);
-        dropout_forward(a->gd, a->g, Mr * H, p, layer_seed(dropout_seed, i));
-        linear_forward(a->o, a->gd, ssm_params_data(ps, l->out_w), ssm_params_data(ps, l->out_b), Mr, H, 2 * H);
-        glu_forward(m->glu, a->o, Mr, H);
-        nn_copy(hnext, a->h_in, Mr * H);
-        nn_add(hnext, m->glu, Mr * H);
+#endif
+        /* CPU: LayerNorm, convolution, GELU and dropout fused per sequence (s4d_ops.h) */
+        if (!m->ws) m->ws = s4d_workspace_new();
+        s4d_conv_forward_fused(m->ws, NULL, a->mean, a->rstd, a->ys, a->gd, p > 0 ? m->drop_mask + i * Mr * H : NULL,
+                               a->h_in, ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), a->K,
+                               ssm_params_data(ps, l->D), batch, L, H, 1e-5f, p, layer_seed(dropout_seed, i));
+        s4d_linear_forward_rows(a->o, a->gd, ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
+        s4d_bias_glu_residual_forward(hnext, a->o, ssm_params_data(ps, l->out_b), a->h_in, Mr, H);
     }
     m->correct = m->counted = 0;
     double loss = 0;
@@ -431,47 +439,64 @@ void s4d_backward(s4d_model *m) {
         const s4d_layer_index *l = &m->li[i];
         s4d_layer_acts *a = &m->acts[i];
         /* h_next = h + GLU(o): dh passes through; do = GLU'(dh) */
-        zero(m->dglu_o, Mr * 2 * H);
-        glu_backward(m->dglu_o, m->dh, a->o, Mr, H);
-        zero(m->dgd, Mr * H);
-        linear_backward(m->dgd, ssm_params_grad(ps, l->out_w), ssm_params_grad(ps, l->out_b), m->dglu_o, a->gd,
-                        ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
-        zero(m->dg, Mr * H);
-        dropout_backward(m->dg, m->dgd, Mr * H, p, layer_seed(m->dropout_seed, i));
-        zero(m->dys, Mr * H);
-        gelu_backward(m->dys, m->dg, a->ys, Mr * H);
-        transpose_blh(m->dyt, m->dys, batch, L, H);
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu()) {
+            /* GPU: the separate ops of nn.h, each on the device */
+            zero(m->dglu_o, Mr * 2 * H);
+            glu_backward(m->dglu_o, m->dh, a->o, Mr, H);
+            zero(m->dgd, Mr * H);
+            linear_backward(m->dgd, ssm_params_grad(ps, l->out_w), ssm_params_grad(ps, l->out_b), m->dglu_o, a->gd,
+                            ssm_params_data(ps, l->out_w), Mr, H, 2 * H);
+            zero(m->dg, Mr * H);
+            dropout_backward(m->dg, m->dgd, Mr * H, p, layer_seed(m->dropout_seed, i));
+            zero(m->dys, Mr * H);
+            gelu_backward(m->dys, m->dg, a->ys, Mr * H);
+            transpose_blh(m->dyt, m->dys, batch, L, H);
+            ssm_dev_check("FFT convolution backward", fft_conv_backward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D),
+                                                                             m->dyt, m->dxt, m->dK, m->sdD, NULL));
+        } else
+#endif
+        {
+            /* CPU: fused passes (s4d_ops.h); dK, sdD and the LayerNorm's dh out */
+            s4d_glu_backward(m->dglu_o, ssm_params_grad(ps, l->out_b), m->dh, a->o, Mr, H);
+            s4d_linear_backward_rows(m->ws, m->dgd, ssm_params_grad(ps, l->out_w), m->dglu_o, a->gd, ssm_params_data(ps, l->out_w),
+                                     Mr, H, 2 * H);
+            s4d_conv_backward_fused(m->ws, m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dK, m->sdD,
+                                    m->dgd, a->ys, p > 0 ? m->drop_mask + i * Mr * H : NULL, NULL, a->h_in,
+                                    ssm_params_data(ps, l->norm_w), ssm_params_data(ps, l->norm_b), a->mean, a->rstd, a->K,
+                                    ssm_params_data(ps, l->D), batch, L, H, 1e-5f, p);
+        }
+        /* the kernel's gradient from dK */
         if (c->dplr) {
-            fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
+            if (ssm_compute_on_gpu()) ssm_buf_sync();   /* dK was written by the GPU */
             s4_kernel_backward_f32(H, Mm, c->rank, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, m->li4[i].P),
                                    ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdP,
                                    m->sdB, m->sdC);
             nn_add(ssm_params_grad(ps, m->li4[i].P), m->sdP, 2 * H * c->rank * Mm);
         } else
 #ifdef SSM_HAVE_CUDA
-        if (ssm_compute_on_gpu()) {
-            ssm_dev_check("FFT convolution backward", fft_conv_backward_cuda(batch, H, L, a->xt, a->K, ssm_params_data(ps, l->D),
-                                                                             m->dyt, m->dxt, m->dK, m->sdD, NULL));
+        if (ssm_compute_on_gpu())
             ssm_dev_check("S4D kernel backward", s4d_kernel_backward_cuda(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A,
                                                                           ssm_params_data(ps, l->B), ssm_params_data(ps, l->C), m->dK,
                                                                           m->sdlog_dt, m->dA, m->sdB, m->sdC, NULL));
-        } else
+        else
 #endif
-        {
-            fft_conv_backward_f32(batch, H, L, a->xt, a->K, NULL, ssm_params_data(ps, l->D), m->dyt, m->dxt, m->dK, NULL, m->sdD);
             s4d_kernel_backward_f32(H, Mm, L, ssm_params_data(ps, l->log_dt), a->A, ssm_params_data(ps, l->B),
                                     ssm_params_data(ps, l->C), m->dK, m->sdlog_dt, m->dA, m->sdB, m->sdC);
-        }
         nn_add(ssm_params_grad(ps, l->D), m->sdD, H);
         nn_add(ssm_params_grad(ps, l->log_dt), m->sdlog_dt, H);
         /* A = -exp(A_real_log) + i A_imag */
         nn_s4d_A_backward(ssm_params_grad(ps, l->A_re), ssm_params_grad(ps, l->A_im), m->dA, a->A, H * Mm);
         nn_add(ssm_params_grad(ps, l->B), m->sdB, 2 * H * Mm);
         nn_add(ssm_params_grad(ps, l->C), m->sdC, 2 * H * Mm);
-        zero(m->dxn, Mr * H);
-        transpose_bhl(m->dxn, m->dxt, batch, L, H);
-        layernorm_backward(m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dxn, a->h_in,
-                           ssm_params_data(ps, l->norm_w), a->mean, a->rstd, Mr, H);
+#ifdef SSM_HAVE_CUDA
+        if (ssm_compute_on_gpu()) {
+            zero(m->dxn, Mr * H);
+            transpose_bhl(m->dxn, m->dxt, batch, L, H);
+            layernorm_backward(m->dh, ssm_params_grad(ps, l->norm_w), ssm_params_grad(ps, l->norm_b), m->dxn, a->h_in,
+                               ssm_params_data(ps, l->norm_w), a->mean, a->rstd, Mr, H);
+        }
+#endif
     }
     if (m->emb >= 0) embedding_backward(ssm_params_grad(ps, m->emb), m->dh, m->tokens, Mr, H);
     else linear_backward(NULL, ssm_params_grad(ps, m->enc_w), ssm_params_grad(ps, m->enc_b), m->dh, m->features,

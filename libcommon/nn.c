@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "fast_math.h"
 #include "params.h"
 
 /* --device cuda: every op runs its CUDA version (kernels/nn_cuda.cu) when the models compute on
@@ -40,35 +41,6 @@ static void add_chunk_sums(float *dst, float *partial, int64_t nchunks, int64_t 
     free(partial);
 }
 
-/* exp for vectorized loops: exp(x) = 2^k exp(r), |r| <= ln2/2, a degree-6 polynomial for exp(r)
- * (relative error < 2e-7); clamped to [-87, 88] (no overflow, no denormals). */
-static inline float fast_expf(float x) {
-    const float magic = 12582912.0f;   /* 1.5 * 2^23: adding it rounds to an integer */
-    float in = x;
-    x = x == x ? x : 0.0f;             /* NaN: computed on 0, returned as NaN below */
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float kf = (x * 1.44269504088896341f + magic) - magic;
-    float r = x - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
-    float q = 1.0f / 720;
-    q = q * r + 1.0f / 120; q = q * r + 1.0f / 24; q = q * r + 1.0f / 6;
-    q = q * r + 0.5f; q = q * r + 1.0f; q = q * r + 1.0f;
-    union { float f; int32_t i; } sc;
-    sc.i = ((int32_t)kf + 127) * (1 << 23);
-    return in == in ? q * sc.f : in;
-}
-static inline float fast_sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
-/* Phi(x) = (1 + erf(x / sqrt 2)) / 2 through erfc's Chebyshev fit (Numerical Recipes erfcc,
- * fractional error < 1.2e-7 everywhere), vectorizable. */
-static inline float fast_normal_cdf(float x) {
-    float z = fabsf(x) * 0.70710678118654752f;
-    float t = 1.0f / (1.0f + 0.5f * z);
-    float p = -z * z - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f +
-              t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f +
-              t * (-0.82215223f + t * 0.17087277f))))))));
-    float erfc = t * fast_expf(p);
-    return x >= 0 ? 1.0f - 0.5f * erfc : 0.5f * erfc;
-}
-
 void nn_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     omp_set_num_threads(n);
@@ -83,7 +55,7 @@ void linear_forward(float *out, const float *inp, const float *W, const float *b
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)Out, (int)In, 1.0f, inp, (int)In,
                 W, (int)In, 0.0f, out, (int)Out);
     if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * Out >= (1 << 15))
         for (int64_t m = 0; m < M; m++)
             for (int64_t o = 0; o < Out; o++) out[m * Out + o] += bias[o];
     }
@@ -102,7 +74,7 @@ void linear_backward(float *dinp, float *dW, float *dbias, const float *dout, co
     if (dbias) {
         int64_t nk = nchunks_of(M);
         float *part = calloc((size_t)(nk * Out), sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * Out >= (1 << 15))
         for (int64_t k = 0; k < nk; k++) {
             float *p = part + k * Out;
             for (int64_t m = k * ROW_CHUNK; m < M && m < (k + 1) * ROW_CHUNK; m++)
@@ -353,7 +325,7 @@ double crossentropy_forward(float *probs, const float *logits, const int32_t *ta
     ON_GPU_RET(crossentropy_forward_cuda(probs, logits, targets, M, V, counted, correct));
     double total = 0;
     int64_t n = 0, ok = 0;
-#pragma omp parallel for schedule(static) reduction(+ : n, ok)
+#pragma omp parallel for schedule(static) reduction(+ : n, ok) if (M * V >= (1 << 15))
     for (int64_t m = 0; m < M; m++) {
         const float *z = logits + m * V;
         float mx = z[0];
@@ -387,7 +359,7 @@ void crossentropy_backward(float *dlogits, const float *probs, const int32_t *ta
     for (int64_t m = 0; m < M; m++) n += targets[m] >= 0;
     if (n == 0) return;
     float scale = dloss / (float)n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M * V >= (1 << 15))
     for (int64_t m = 0; m < M; m++) {
         if (targets[m] < 0) continue;
         for (int64_t v = 0; v < V; v++)
@@ -414,7 +386,7 @@ void dropout_backward(float *dinp, const float *dout, int64_t n, float p, uint64
 /* ---- mean pooling over time ---------------------------------------------------------------- */
 void meanpool_forward(float *out, const float *inp, int64_t B, int64_t L, int64_t C) {
     ON_GPU(meanpool_forward_cuda(out, inp, B, L, C));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B > 1)
     for (int64_t b = 0; b < B; b++)
         for (int64_t c = 0; c < C; c++) {
             float s = 0;

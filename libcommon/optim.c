@@ -62,7 +62,9 @@ double adamw_step(adamw *o, ssm_params *ps) {
             continue;
         }
 #endif
-#pragma omp parallel for schedule(static)
+        /* threads only for large tensors: a parallel region per small tensor costs more than its
+         * work, and far more on a loaded machine (each barrier waits for a descheduled thread) */
+#pragma omp parallel for schedule(static) if (p->nfloats >= (1 << 16))
         for (int64_t j = 0; j < p->nfloats; j++) {
             float gj = g[j] * gscale;
             m[j] = o->beta1 * m[j] + (1 - o->beta1) * gj;

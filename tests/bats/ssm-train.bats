@@ -53,6 +53,42 @@ setup() {
     ! echo "$output" | grep -q "^lm_head.weight"      # tied
 }
 
+@test "the log as JSON lines (.jsonl or --log-format jsonl): the TSV's records, one object per line; ssm-viz plots it" {
+    A="--model s4d --task selective-copy $TINY --steps 6 --threads 1"
+    ssm-train $A --log "$T/log.tsv" -o "$T/a.ssm"
+    ssm-train $A --log "$T/log.jsonl" -o "$T/b.ssm"
+    ssm-train $A --log "$T/log.txt" --log-format jsonl -o "$T/c.ssm"
+    [ "$(wc -l < "$T/log.jsonl")" -eq 8 ]           # 6 train + 2 eval, no header
+    [ "$(head -c 1 "$T/log.txt")" = "{" ]
+    # every line a JSON object with the TSV's keys and (but for the timings) its values
+    /usr/bin/python3 - "$T/log.tsv" "$T/log.jsonl" "$T/log.txt" <<'PY'
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
+for path in sys.argv[2:]:
+    recs = [json.loads(l) for l in open(path)]
+    assert len(recs) == len(rows), (path, len(recs), len(rows))
+    for r, j in zip(rows, recs):
+        assert list(j) == list(r), (list(j), list(r))
+        assert j['step'] == int(r['step']) and j['split'] == r['split'], (r, j)
+        for k in ('loss', 'accuracy', 'lr'):
+            assert abs(j[k] - float(r[k])) <= 1e-6 * max(1.0, abs(j[k])), (k, r, j)
+        assert (j['tokens_per_s'] is None) == (r['tokens_per_s'] == ''), (r, j)
+        assert j['split'] == 'eval' or j['tokens_per_s'] > 0
+PY
+    run ssm-viz -v --log -o "$T/curves.png" "$T/log.jsonl"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"training log: 8 records"* ]]
+    # --resume appends (no header line in the middle of JSON lines)
+    ssm-train $A --stop-at 3 --log "$T/r.jsonl" -o "$T/r.ssm"
+    ssm-train --resume "$T/r.ssm" --threads 1 --log "$T/r.jsonl" -o "$T/r.ssm"
+    [ "$(cut -d, -f1,2,3 "$T/r.jsonl")" = "$(cut -d, -f1,2,3 "$T/log.jsonl")" ]
+    run ssm-train $A --log "$T/x.log" --log-format csv -o "$T/x.ssm"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"--log-format: expected tsv or jsonl, got 'csv'"* ]]
+    run ssm-train $A --log-format jsonl -o "$T/x.ssm"
+    [ "$status" -eq 2 ]
+}
+
 @test "--resume continues bit-exactly (Mamba): same losses and the same final checkpoint" {
     ssm-train --model mamba --task selective-copy $TINY --steps 10 --threads 1 --log "$T/a.tsv" -o "$T/a.ssm"
     ssm-train --model mamba --task selective-copy $TINY --steps 10 --threads 1 --stop-at 4 --log "$T/b.tsv" -o "$T/b.ssm"
