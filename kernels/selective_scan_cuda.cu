@@ -1282,26 +1282,31 @@ __global__ void __launch_bounds__(128, BWD_MINB) scan_bwd_fast_kernel(const Scan
                 for (int j = 0; j < 8; j++) x[n] = fmaf(ex2(dl[j] * Ar[n]), x[n], du[j] * Bv[j]);
             }
         }
-        // reverse over tiles
+        // reverse over tiles.  The raw u, delta, dy, z of tile k-1 are loaded right after tile k's
+        // mode loop (v5), so their latency overlaps the block sync, the dB/dC stores and the finish.
+        float ru[8], rd[8], rdy[8], rz[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) rz[j] = 0.f;
+        {
+            const int64_t t0 = t_begin + 8 * (ntiles - 1), r0 = row + t0 * a.xst;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            ld8((const T *)a.u + r0, a.xst, nv, a.vec_x, ru);
+            ld8((const T *)a.delta + r0, a.xst, nv, a.vec_x, rd);
+            ld8((const T *)a.dy + r0, a.xst, nv, a.vec_x, rdy);
+            if (a.z) ld8((const T *)a.z + r0, a.xst, nv, a.vec_x, rz);
+        }
         for (int64_t k = ntiles - 1; k >= 0; k--) {
             const int64_t t0 = t_begin + 8 * k;
             const int nv = (int)min((int64_t)8, t_end - t0);
             const int64_t r0 = row + t0 * a.xst;
             float dl[8], u[8], du[8], dyp[8];
-            {
-                float draw[8], dout[8], zz[8];
-                ld8((const T *)a.u + r0, a.xst, nv, a.vec_x, u);
-                ld8((const T *)a.delta + r0, a.xst, nv, a.vec_x, draw);
-                ld8((const T *)a.dy + r0, a.xst, nv, a.vec_x, dout);
-                if (a.z) ld8((const T *)a.z + r0, a.xst, nv, a.vec_x, zz);
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const float v = a.softplus ? softplusf(draw[j] + bias) : draw[j] + bias;
-                    dl[j] = j < nv ? v : 0.f;
-                    u[j] *= umask;
-                    du[j] = dl[j] * u[j];
-                    dyp[j] = j < nv ? umask * (a.z ? dout[j] * zz[j] * sigmoidf_(zz[j]) : dout[j]) : 0.f;
-                }
+            for (int j = 0; j < 8; j++) {
+                const float v = a.softplus ? softplusf(rd[j] + bias) : rd[j] + bias;
+                dl[j] = j < nv ? v : 0.f;
+                u[j] = ru[j] * umask;
+                du[j] = dl[j] * u[j];
+                dyp[j] = j < nv ? umask * (a.z ? rdy[j] * rz[j] * sigmoidf_(rz[j]) : rdy[j]) : 0.f;
             }
             // per step, summed over the modes: gB = sum g B, gA = sum A g a x_prev, yv = sum C x
             float gB[8], gA[8], yv[8];
@@ -1335,6 +1340,13 @@ __global__ void __launch_bounds__(128, BWD_MINB) scan_bwd_fast_kernel(const Scan
                 }
                 const float v = warp_reduce16(red, lane);
                 if ((lane & 1) == 0) rw[(warp * NB + n) * 16 + ridx] = v;
+            }
+            if (k > 0) {   // prefetch tile k-1 (always 8 valid steps)
+                const int64_t r1 = r0 - 8 * a.xst;
+                ld8((const T *)a.u + r1, a.xst, 8, a.vec_x, ru);
+                ld8((const T *)a.delta + r1, a.xst, 8, a.vec_x, rd);
+                ld8((const T *)a.dy + r1, a.xst, 8, a.vec_x, rdy);
+                if (a.z) ld8((const T *)a.z + r1, a.xst, 8, a.vec_x, rz);
             }
             __syncthreads();
             for (int v = threadIdx.x; v < NB * 16; v += 128) {   // sums over the 4 warps, one store each
