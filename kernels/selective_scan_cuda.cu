@@ -697,6 +697,20 @@ static int64_t pick_chunk(const ssm_scan_params *p, int64_t forced, int64_t targ
     return T;
 }
 
+// Forward chunk length (kernels/dev/NOTES.md, session 3, section 4): enough chunks that PASS 3 fills
+// ~0.85 of a wave of 128-thread blocks (4 per SM; at b8 D1536 L2048: 5 chunks of 416 steps, 0.447
+// ms f32 / 0.484 bf16, against 0.483 / 0.549 with 4 chunks of 512), each chunk 256..1024 steps
+// (b1 D1536 L131072: 1024, 3.47 ms against 3.56 at 1496 and 4.02 at 2048).
+static int64_t pick_chunk_fwd(const ssm_scan_params *p) {
+    const int64_t blocks_per_chunk = p->batch * ((p->D + 127) / 128);
+    const int64_t want = (int64_t)g_num_sms * 4 * 85 / 100;
+    const int64_t nc = (want + blocks_per_chunk - 1) / blocks_per_chunk;
+    int64_t T = (p->L + nc - 1) / nc;
+    if (T < 256) T = 256;
+    if (T > 1024) T = 1024;
+    return (T + 7) / 8 * 8;
+}
+
 static void fill_common(ScanArgs &a, const ssm_scan_params *p, ssm_cuda_dtype dt) {
     memset(&a, 0, sizeof a);
     a.batch = p->batch; a.L = p->L; a.D = p->D; a.N = p->N; a.G = p->G;
@@ -764,8 +778,7 @@ extern "C" int selective_scan_cuda_forward(const ssm_scan_params *p, ssm_cuda_dt
     fill_common(a, p, dtype);
     a.y = y; a.hout = h_out;
     if (a.vec_x && !aligned16(y)) a.vec_x = 0;
-    // measured (kernels/dev/NOTES.md): ~1024 threads per SM, chunks of at least 512 steps
-    a.T = pick_chunk(p, g_chunk_fwd, (int64_t)g_num_sms * 1024, 512);
+    a.T = g_chunk_fwd > 0 ? pick_chunk(p, g_chunk_fwd, 0, 0) : pick_chunk_fwd(p);
     a.nc = (a.L + a.T - 1) / a.T;
     const int64_t NS = p->complex_A ? 2 * p->N : p->N;
     const int NB = p->complex_A ? (p->N <= 4 ? 4 : 8) : (p->N <= 4 ? 4 : 16);
