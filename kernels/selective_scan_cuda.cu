@@ -136,9 +136,23 @@ __device__ __forceinline__ float lg2(float x) {
     asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
     return r;
 }
-// softplus with two MUFU ops: ln(1 + e^x) = ln2 * log2(1 + 2^(x log2 e)); x > 20: x (the official cut)
+// softplus(x) = ln(1 + e^x) with two MUFU ops, e = 2^(x log2 e); x > 20: x (the official cut).
+// Where e < 1/8 (x < -2.08), log1p(e) by its series to e^8 (relative error < e^8/9 < 7e-9):
+// ln2 * log2(1 + e) alone loses relative accuracy there (1 + e rounds to float with an absolute
+// error up to 6e-8, and lg2.approx has an absolute error near 1), about 1e-4 relative at x = -7,
+// which made y differ from the CPU beyond rtol 1e-4 at b8 D1536 L2048 (kernels/dev/NOTES.md).
 __device__ __forceinline__ float softplusf(float x) {
-    return x > 20.f ? x : 0.6931471805599453f * lg2(1.f + ex2(x * 1.4426950408889634f));
+    const float e = ex2(x * 1.4426950408889634f);
+    float s = fmaf(e, -1.f / 8, 1.f / 7);
+    s = fmaf(e, s, -1.f / 6);
+    s = fmaf(e, s, 1.f / 5);
+    s = fmaf(e, s, -1.f / 4);
+    s = fmaf(e, s, 1.f / 3);
+    s = fmaf(e, s, -1.f / 2);
+    s = fmaf(e, s, 1.f);
+    const float series = e * s;
+    const float logv = 0.6931471805599453f * lg2(1.f + e);
+    return x > 20.f ? x : e < 0.125f ? series : logv;
 }
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + __expf(-x)); }
 #define LOG2E 1.4426950408889634f
@@ -166,6 +180,10 @@ struct ScanArgs {
     float *gst;      // (batch, nc, D, NS) reverse summaries, then chunk-end adjoints
     float *du, *ddelta, *dA, *dB, *dC, *dD, *dz, *ddbias, *dh0;
     int64_t gsb, gst_, gsd;                     // strides of the float gradients du, ddelta, dz
+    // fast backward: partial sums written once each, summed by sum_rows_kernel / scan_bwd_bc_sum_kernel
+    float *wsBC;     // (batch, dblocks of 128, 2 (dB, dC), N, L) selective dB, dC per block of channels
+    float *wsA;      // (batch, nc, D, N) dA per chunk
+    float *wsD, *wsDb;  // (batch, nc, D) dD, ddelta_bias per chunk
 };
 
 // The inputs of one 8-step tile of one channel: delta after bias/softplus (0 beyond the chunk),
@@ -584,15 +602,30 @@ __global__ void scan_carry_kernel(const ScanArgs a) {
         const int64_t h = (b * a.D + d) * NS;
         if (CPLX) { hr = a.h0[h + 2 * n]; hi = a.h0[h + 2 * n + 1]; } else hr = a.h0[h + n];
     }
-    for (int64_t c = 0; c < a.nc; c++) {
+    // chunks in groups of CU: the group's loads are issued together (independent of the chain;
+    // one load at a time, as in the first version, made this kernel latency-bound: 0.29 ms at nc 32)
+    constexpr int CU = 8;
+    for (int64_t c0 = 0; c0 < a.nc; c0 += CU) {
+      float glr[CU], gli[CU], gsum[CU];
+      int grf[CU];
+#pragma unroll
+      for (int u = 0; u < CU; u++) {
+        const int64_t c = c0 + u;
+        glr[u] = gli[u] = gsum[u] = 0.f; grf[u] = 0;
+        if (c < a.nc - 1) {
+            const int64_t s = (b * a.nc + c) * a.D + d, o = s * NS + (CPLX ? 2 * n : n);
+            glr[u] = a.hst[o]; if (CPLX) gli[u] = a.hst[o + 1];
+            gsum[u] = a.dsum[s]; grf[u] = a.rflag[s];
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < CU; u++) {
+        const int64_t c = c0 + u;
+        if (c >= a.nc) break;
         const int64_t s = (b * a.nc + c) * a.D + d;
         const int64_t o = s * NS + (CPLX ? 2 * n : n);
-        float lr = 0.f, li = 0.f, sum = 0.f;
-        int rf = 0;
-        if (c < a.nc - 1) {
-            lr = a.hst[o]; if (CPLX) li = a.hst[o + 1];
-            sum = a.dsum[s]; rf = a.rflag[s];
-        }
+        const float lr = glr[u], li = gli[u], sum = gsum[u];
+        const int rf = grf[u];
         a.hst[o] = hr; if (CPLX) a.hst[o + 1] = hi;
         if (c < a.nc - 1) {
             const float mag = rf ? 0.f : exp2f(sum * Ar);
@@ -606,6 +639,7 @@ __global__ void scan_carry_kernel(const ScanArgs a) {
                 hr = mag * hr + lr;
             }
         }
+      }
     }
 }
 
@@ -661,6 +695,20 @@ static int64_t pick_chunk(const ssm_scan_params *p, int64_t forced, int64_t targ
     T = (T + 7) / 8 * 8;
     if (T < 8) T = 8;
     return T;
+}
+
+// Forward chunk length (kernels/dev/NOTES.md, session 3, section 4): enough chunks that PASS 3 fills
+// ~0.85 of a wave of 128-thread blocks (4 per SM; at b8 D1536 L2048: 5 chunks of 416 steps, 0.447
+// ms f32 / 0.484 bf16, against 0.483 / 0.549 with 4 chunks of 512), each chunk 256..1024 steps
+// (b1 D1536 L131072: 1024, 3.47 ms against 3.56 at 1496 and 4.02 at 2048).
+static int64_t pick_chunk_fwd(const ssm_scan_params *p) {
+    const int64_t blocks_per_chunk = p->batch * ((p->D + 127) / 128);
+    const int64_t want = (int64_t)g_num_sms * 4 * 85 / 100;
+    const int64_t nc = (want + blocks_per_chunk - 1) / blocks_per_chunk;
+    int64_t T = (p->L + nc - 1) / nc;
+    if (T < 256) T = 256;
+    if (T > 1024) T = 1024;
+    return (T + 7) / 8 * 8;
 }
 
 static void fill_common(ScanArgs &a, const ssm_scan_params *p, ssm_cuda_dtype dt) {
@@ -730,8 +778,7 @@ extern "C" int selective_scan_cuda_forward(const ssm_scan_params *p, ssm_cuda_dt
     fill_common(a, p, dtype);
     a.y = y; a.hout = h_out;
     if (a.vec_x && !aligned16(y)) a.vec_x = 0;
-    // measured (kernels/dev/NOTES.md): ~1024 threads per SM, chunks of at least 512 steps
-    a.T = pick_chunk(p, g_chunk_fwd, (int64_t)g_num_sms * 1024, 512);
+    a.T = g_chunk_fwd > 0 ? pick_chunk(p, g_chunk_fwd, 0, 0) : pick_chunk_fwd(p);
     a.nc = (a.L + a.T - 1) / a.T;
     const int64_t NS = p->complex_A ? 2 * p->N : p->N;
     const int NB = p->complex_A ? (p->N <= 4 ? 4 : 8) : (p->N <= 4 ? 4 : 16);
@@ -872,26 +919,47 @@ __global__ void scan_bwd_carry_kernel(const ScanArgs a) {
     const int64_t n = i % a.N, d = (i / a.N) % a.D, b = i / (a.N * a.D);
     const float Ar = a.A[d * a.N + n] * LOG2E;
     float G = a.dhout ? a.dhout[(b * a.D + d) * a.N + n] : 0.f;
-    for (int64_t c = a.nc - 1; c >= 0; c--) {
-        const int64_t s = (b * a.nc + c) * a.D + d;
-        const float q = c >= 1 ? a.gst[s * a.N + n] : 0.f;
-        a.gst[s * a.N + n] = G;
-        if (c >= 1) G = q + (a.rflag[s] ? 0.f : exp2f(a.dsum[s] * Ar)) * G;
+    constexpr int CU = 8;   // loads of CU chunks issued together (as scan_carry_kernel)
+    for (int64_t c0 = a.nc - 1; c0 >= 0; c0 -= CU) {
+        float gq[CU], gdec[CU];
+#pragma unroll
+        for (int u = 0; u < CU; u++) {
+            const int64_t c = c0 - u;
+            gq[u] = 0.f; gdec[u] = 0.f;
+            if (c >= 1) {
+                const int64_t s = (b * a.nc + c) * a.D + d;
+                gq[u] = a.gst[s * a.N + n];
+                gdec[u] = a.rflag[s] ? 0.f : exp2f(a.dsum[s] * Ar);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < CU; u++) {
+            const int64_t c = c0 - u;
+            if (c < 0) break;
+            a.gst[((b * a.nc + c) * a.D + d) * a.N + n] = G;
+            if (c >= 1) G = fmaf(gdec[u], G, gq[u]);
+        }
     }
 }
 
 // 16 values per lane summed over the 32 lanes of a warp; lanes 2i and 2i+1 end with the sum of
 // value index ((l>>4)&1)*8 + ((l>>3)&1)*4 + ((l>>2)&1)*2 + ((l>>1)&1).  Returns that sum.
-__device__ __forceinline__ float warp_reduce16(float v[16], int lane) {
+// (Stages as templates: the first version's `for (m = 8; m >= 1; m /= 2)` was not unrolled, so v[]
+// lived in local memory: 64 bytes of stack and ~47 local loads/stores per call; kernels/dev/NOTES.md.)
+template <int M>
+__device__ __forceinline__ void reduce_stage(float v[16], int lane) {
+    const bool up = lane & (2 * M);
 #pragma unroll
-    for (int m = 8, mask = 16; m >= 1; m /= 2, mask /= 2) {
-        const bool up = lane & mask;
-#pragma unroll
-        for (int i = 0; i < m; i++) {
-            const float keep = up ? v[i + m] : v[i], give = up ? v[i] : v[i + m];
-            v[i] = keep + __shfl_xor_sync(0xffffffffu, give, mask);
-        }
+    for (int i = 0; i < M; i++) {
+        const float keep = up ? v[i + M] : v[i], give = up ? v[i] : v[i + M];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, give, 2 * M);
     }
+}
+__device__ __forceinline__ float warp_reduce16(float v[16], int lane) {
+    reduce_stage<8>(v, lane);
+    reduce_stage<4>(v, lane);
+    reduce_stage<2>(v, lane);
+    reduce_stage<1>(v, lane);
     return v[0] + __shfl_xor_sync(0xffffffffu, v[0], 1);
 }
 
@@ -1036,6 +1104,390 @@ __global__ void __launch_bounds__(64) scan_bwd_main_kernel(const ScanArgs a) {
     }
 }
 
+
+// =============================================================================================
+// Fast backward (kernels/dev/NOTES.md, "backward v2"): selective B/C with every block of 128
+// channels in one group (G == 1 or D/G a multiple of 128), real A, no seq_idx.  Differences from
+// the generic backward below: 128-channel blocks with B, C of the chunk staged once in shared
+// memory; all 16 modes of a thread in one register block (u, delta, dy, z read once per sweep,
+// no read-modify-write of du/ddelta/dz for N <= 16); dB, dC summed over the block's 4 warps in
+// shared memory and written once per (block, mode, step) into a workspace (no atomics), summed over
+// the blocks of a group by scan_bwd_bc_sum_kernel; dA, dD, ddelta_bias written per chunk and summed
+// by sum_rows_kernel (deterministic: no atomics anywhere).
+#ifndef BWD_MINB
+#define BWD_MINB 2    // blocks of 128 per SM the fast backward main kernel is compiled for
+#endif
+#define BWD_FAST_T 64 // chunk length of the fast backward (shared memory holds T/8 states per mode)
+#ifndef SUM_MINB
+#define SUM_MINB 4    // blocks of 128 per SM for scan_bwd_sum_fast_kernel (182 registers unbounded: 2)
+#endif
+
+// B and C (or C alone: arrays = 1) of steps [t_begin, t_end) and modes n0..n0+NB-1 into
+// s[arr][n][t - t_begin] (T floats per mode), zero beyond.
+template <typename T, int NB>
+__device__ __forceinline__ void stage_bc(const ScanArgs &a, float *s, int arrays, int64_t b, int64_t g, int64_t n0,
+                                         int64_t t_begin, int64_t t_end) {
+    const int64_t TT = a.T;
+    for (int64_t e = threadIdx.x; e < arrays * NB * TT; e += blockDim.x) {
+        const int64_t arr = e / (NB * TT), rem = e - arr * NB * TT;
+        const int64_t n = rem / TT, t = t_begin + (rem - n * TT);
+        const T *P = arrays == 2 && arr == 0 ? (const T *)a.B : (const T *)a.C;
+        float v = 0.f;
+        if (t < t_end && n0 + n < a.N) v = tof(P[b * a.bcsb + t * a.bcst + (g * a.N + n0 + n) * a.bcsc]);
+        s[e] = v;
+    }
+}
+__device__ __forceinline__ void lds8(const float *p, float v[8]) {   // p 16-byte aligned
+    const float4 q0 = reinterpret_cast<const float4 *>(p)[0], q1 = reinterpret_cast<const float4 *>(p)[1];
+    v[0] = q0.x; v[1] = q0.y; v[2] = q0.z; v[3] = q0.w; v[4] = q1.x; v[5] = q1.y; v[6] = q1.z; v[7] = q1.w;
+}
+
+// Both chunk summaries of the fast backward in one pass (B, C staged in shared memory): for each
+// chunk, the end state from zero x (forward summary, chunks 0..nc-2) and the reverse summary
+// Q = a_{t0} g_{t0} from a zero adjoint at the chunk end (chunks 1..nc-1), computed FORWARD in time
+// with the running decay P_t = a_{t0} ... a_t:  Q = sum_t P_t C_t dy'_t.  One ex2 per (t, n) serves
+// both (the generic backward spends two: scan_fwd_kernel PASS 1 and scan_bwd_rsum_kernel).
+template <typename T, int NB>
+__global__ void __launch_bounds__(128, SUM_MINB) scan_bwd_sum_fast_kernel(const ScanArgs a) {
+    extern __shared__ float4 smem4[];
+    float *sB = reinterpret_cast<float *>(smem4);
+    float *sC = sB + NB * a.T;
+    const int64_t dblocks = (a.D + 127) / 128;
+    const int64_t blk = blockIdx.x;
+    const int64_t d0 = (blk % dblocks) * 128, d = d0 + threadIdx.x;
+    const int64_t c = (blk / dblocks) % a.nc;
+    const int64_t b = blk / (dblocks * a.nc);
+    const bool active = d < a.D;
+    const int64_t dd = active ? d : a.D - 1;
+    const int64_t t_begin = c * a.T, t_end = min(a.L, t_begin + a.T);
+    const float bias = a.dbias ? a.dbias[dd] : 0.f;
+    const int64_t g = d0 / (a.D / a.G);
+    const int nblk = (int)((a.N + NB - 1) / NB);
+    const int64_t ntiles = (t_end - t_begin + 7) / 8;
+    const int64_t row = b * a.xsb + dd * a.xsd;
+    const int64_t s = (b * a.nc + c) * a.D + dd;
+    for (int nb = 0; nb < nblk; nb++) {
+        const int64_t n0 = (int64_t)nb * NB;
+        __syncthreads();
+        stage_bc<T, NB>(a, sB, 2, b, g, n0, t_begin, t_end);
+        __syncthreads();
+        float Ar[NB], x[NB], P[NB], Q[NB];
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+            Ar[n] = n0 + n < a.N ? a.A[dd * a.N + n0 + n] * LOG2E : 0.f;
+            x[n] = 0.f; P[n] = 1.f; Q[n] = 0.f;
+        }
+        float dsum = 0.f;
+        for (int64_t k = 0; k < ntiles; k++) {
+            const int64_t t0 = t_begin + 8 * k, r0 = row + t0 * a.xst;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            float dl[8], du[8], dyp[8];
+            {
+                float uu[8], dout[8], zz[8];
+                ld8((const T *)a.u + r0, a.xst, nv, a.vec_x, uu);
+                ld8((const T *)a.delta + r0, a.xst, nv, a.vec_x, dl);
+                ld8((const T *)a.dy + r0, a.xst, nv, a.vec_x, dout);
+                if (a.z) ld8((const T *)a.z + r0, a.xst, nv, a.vec_x, zz);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const float v = a.softplus ? softplusf(dl[j] + bias) : dl[j] + bias;
+                    dl[j] = j < nv ? v : 0.f;
+                    dsum += dl[j];
+                    du[j] = dl[j] * uu[j];
+                    dyp[j] = j < nv ? (a.z ? dout[j] * zz[j] * sigmoidf_(zz[j]) : dout[j]) : 0.f;
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                float Bv[8], Cv[8];
+                lds8(sB + n * a.T + 8 * k, Bv);
+                lds8(sC + n * a.T + 8 * k, Cv);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const float av = ex2(dl[j] * Ar[n]);
+                    x[n] = fmaf(av, x[n], du[j] * Bv[j]);
+                    P[n] *= av;
+                    Q[n] = fmaf(P[n], Cv[j] * dyp[j], Q[n]);
+                }
+            }
+        }
+        if (active) {
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                if (n0 + n >= a.N) continue;
+                if (c < a.nc - 1) a.hst[s * a.N + n0 + n] = x[n];
+                if (c >= 1) a.gst[s * a.N + n0 + n] = Q[n];
+            }
+            if (nb == 0) { a.dsum[s] = dsum; a.rflag[s] = 0; }
+        }
+    }
+}
+
+// Main pass of the fast backward.  Block: 128 consecutive channels of one (b, chunk).  Dynamic
+// shared memory: B, C [2][NB][T]; dB/dC warp sums [2 buffers][4 warps][NB][16];
+// tile-start states [T/8][NB][128].
+template <typename T, int NB>
+__global__ void __launch_bounds__(128, BWD_MINB) scan_bwd_fast_kernel(const ScanArgs a) {
+    extern __shared__ float4 smem4[];
+    float *sB = reinterpret_cast<float *>(smem4);
+    float *sC = sB + NB * a.T;
+    float *sred = sC + NB * a.T;
+    float *sst = sred + 2 * 4 * NB * 16;
+    const int64_t dblocks = (a.D + 127) / 128;
+    const int64_t blk = blockIdx.x;
+    const int64_t dblk = blk % dblocks, d0 = dblk * 128, d = d0 + threadIdx.x;
+    const int64_t c = (blk / dblocks) % a.nc;
+    const int64_t b = blk / (dblocks * a.nc);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const bool active = d < a.D;
+    const int64_t dd = active ? d : a.D - 1;   // inactive lanes: dy' = 0, u = 0, zero adjoint: they add nothing
+    const int64_t t_begin = c * a.T, t_end = min(a.L, t_begin + a.T);
+    const float bias = a.dbias ? a.dbias[dd] : 0.f;
+    const float Dv = a.Dskip ? a.Dskip[dd] : 0.f;
+    const int64_t g = d0 / (a.D / a.G);
+    const int nblk = (int)((a.N + NB - 1) / NB);
+    const int64_t ntiles = (t_end - t_begin + 7) / 8;
+    const int64_t s = (b * a.nc + c) * a.D + dd;
+    const int64_t row = b * a.xsb + dd * a.xsd;
+    const float umask = active ? 1.f : 0.f;
+    const int ridx = ((lane >> 4) & 1) * 8 + ((lane >> 3) & 1) * 4 + ((lane >> 2) & 1) * 2 + ((lane >> 1) & 1);
+    float dD_acc = 0.f, dbias_acc = 0.f;
+    for (int nb = 0; nb < nblk; nb++) {
+        const int64_t n0 = (int64_t)nb * NB;
+        const bool last = nb == nblk - 1;
+        __syncthreads();   // the previous register block is done with sB, sC
+        stage_bc<T, NB>(a, sB, 2, b, g, n0, t_begin, t_end);
+        __syncthreads();
+        float Ar[NB], ga[NB], x[NB], dA_acc[NB];
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+            const bool ok = active && n0 + n < a.N;
+            Ar[n] = n0 + n < a.N ? a.A[dd * a.N + n0 + n] * LOG2E : 0.f;
+            x[n] = !ok ? 0.f : a.nc > 1 ? a.hst[s * a.N + n0 + n] : a.h0 ? a.h0[(b * a.D + dd) * a.N + n0 + n] : 0.f;
+            ga[n] = !ok ? 0.f : a.nc > 1 ? a.gst[s * a.N + n0 + n] : a.dhout ? a.dhout[(b * a.D + dd) * a.N + n0 + n] : 0.f;
+            dA_acc[n] = 0.f;
+        }
+        // forward sweep: tile-start states to shared memory (raw u, delta prefetched one tile ahead)
+        float pu[8], pd[8];
+        ld8((const T *)a.u + row + t_begin * a.xst, a.xst, (int)min((int64_t)8, t_end - t_begin), a.vec_x, pu);
+        ld8((const T *)a.delta + row + t_begin * a.xst, a.xst, (int)min((int64_t)8, t_end - t_begin), a.vec_x, pd);
+        for (int64_t k = 0; k < ntiles; k++) {
+            const int64_t t0 = t_begin + 8 * k;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            float dl[8], du[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float v = a.softplus ? softplusf(pd[j] + bias) : pd[j] + bias;
+                dl[j] = j < nv ? v : 0.f;
+                du[j] = dl[j] * pu[j] * umask;
+            }
+            if (k + 1 < ntiles) {
+                const int nv2 = (int)min((int64_t)8, t_end - t0 - 8);
+                ld8((const T *)a.u + row + (t0 + 8) * a.xst, a.xst, nv2, a.vec_x, pu);
+                ld8((const T *)a.delta + row + (t0 + 8) * a.xst, a.xst, nv2, a.vec_x, pd);
+            }
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                sst[(k * NB + n) * 128 + threadIdx.x] = x[n];
+                float Bv[8];
+                lds8(sB + n * a.T + 8 * k, Bv);
+#pragma unroll
+                for (int j = 0; j < 8; j++) x[n] = fmaf(ex2(dl[j] * Ar[n]), x[n], du[j] * Bv[j]);
+            }
+        }
+        // reverse over tiles.  The raw u, delta, dy, z of tile k-1 are loaded right after tile k's
+        // mode loop (v5), so their latency overlaps the block sync, the dB/dC stores and the finish.
+        float ru[8], rd[8], rdy[8], rz[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) rz[j] = 0.f;
+        {
+            const int64_t t0 = t_begin + 8 * (ntiles - 1), r0 = row + t0 * a.xst;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            ld8((const T *)a.u + r0, a.xst, nv, a.vec_x, ru);
+            ld8((const T *)a.delta + r0, a.xst, nv, a.vec_x, rd);
+            ld8((const T *)a.dy + r0, a.xst, nv, a.vec_x, rdy);
+            if (a.z) ld8((const T *)a.z + r0, a.xst, nv, a.vec_x, rz);
+        }
+        for (int64_t k = ntiles - 1; k >= 0; k--) {
+            const int64_t t0 = t_begin + 8 * k;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            const int64_t r0 = row + t0 * a.xst;
+            float dl[8], u[8], du[8], dyp[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const float v = a.softplus ? softplusf(rd[j] + bias) : rd[j] + bias;
+                dl[j] = j < nv ? v : 0.f;
+                u[j] = ru[j] * umask;
+                du[j] = dl[j] * u[j];
+                dyp[j] = j < nv ? umask * (a.z ? rdy[j] * rz[j] * sigmoidf_(rz[j]) : rdy[j]) : 0.f;
+            }
+            // per step, summed over the modes: gB = sum g B, gA = sum A g a x_prev, yv = sum C x
+            float gB[8], gA[8], yv[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) gB[j] = gA[j] = yv[j] = 0.f;
+            float *rw = sred + (k & 1) * 4 * NB * 16;
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                float Bv[8], Cv[8], av[8], xp[9];
+                lds8(sB + n * a.T + 8 * k, Bv);
+                lds8(sC + n * a.T + 8 * k, Cv);
+                xp[0] = sst[(k * NB + n) * 128 + threadIdx.x];
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    av[j] = ex2(dl[j] * Ar[n]);
+                    xp[j + 1] = fmaf(av[j], xp[j], du[j] * Bv[j]);
+                }
+                const float An = Ar[n] * (1.f / LOG2E);
+                float red[16];   // dB (0..7), dC (8..15) of this mode, per step
+#pragma unroll
+                for (int j = 7; j >= 0; j--) {
+                    const float gg = fmaf(Cv[j], dyp[j], ga[n]);
+                    red[j] = gg * du[j];
+                    red[8 + j] = xp[j + 1] * dyp[j];
+                    gB[j] = fmaf(gg, Bv[j], gB[j]);
+                    const float gax = gg * (av[j] * xp[j]);
+                    gA[j] = fmaf(An, gax, gA[j]);
+                    dA_acc[n] = fmaf(dl[j], gax, dA_acc[n]);
+                    yv[j] = fmaf(Cv[j], xp[j + 1], yv[j]);
+                    ga[n] = av[j] * gg;
+                }
+                const float v = warp_reduce16(red, lane);
+                if ((lane & 1) == 0) rw[(warp * NB + n) * 16 + ridx] = v;
+            }
+            if (k > 0) {   // prefetch tile k-1 (always 8 valid steps)
+                const int64_t r1 = r0 - 8 * a.xst;
+                ld8((const T *)a.u + r1, a.xst, 8, a.vec_x, ru);
+                ld8((const T *)a.delta + r1, a.xst, 8, a.vec_x, rd);
+                ld8((const T *)a.dy + r1, a.xst, 8, a.vec_x, rdy);
+                if (a.z) ld8((const T *)a.z + r1, a.xst, 8, a.vec_x, rz);
+            }
+            __syncthreads();
+            for (int v = threadIdx.x; v < NB * 16; v += 128) {   // sums over the 4 warps, one store each
+                const int n = v >> 4, idx = v & 15, j = idx & 7, arr = idx >> 3;
+                const float sum = rw[v] + rw[NB * 16 + v] + rw[2 * NB * 16 + v] + rw[3 * NB * 16 + v];
+                if (j < nv && n0 + n < a.N)
+                    a.wsBC[(((b * dblocks + dblk) * 2 + arr) * a.N + n0 + n) * a.L + t0 + j] = sum;
+            }
+            if (!active) continue;
+            float gdu[8], gdd[8];   // du = delta sum g B;  ddelta (before softplus') = u sum g B + sum A g a x_prev
+#pragma unroll
+            for (int j = 0; j < 8; j++) { gdu[j] = dl[j] * gB[j]; gdd[j] = fmaf(u[j], gB[j], gA[j]); }
+            // combine with the other register blocks; finish on the last one
+            const int64_t go = b * a.gsb + dd * a.gsd + t0 * a.gst_;
+            if (!last) {
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (j >= nv) continue;
+                    const int64_t o = go + j * a.gst_;
+                    float vdu = gdu[j], vdd = gdd[j], vy = yv[j];
+                    if (nb > 0) { vdu += a.du[o]; vdd += a.ddelta[o]; if (a.z) vy += a.dz[o]; }
+                    a.du[o] = vdu; a.ddelta[o] = vdd; if (a.z) a.dz[o] = vy;
+                }
+                continue;
+            }
+            float draw[8], dout[8], zz[8];   // reloaded (L1 hits) rather than kept live over the modes
+            ld8((const T *)a.delta + r0, a.xst, nv, a.vec_x, draw);
+            ld8((const T *)a.dy + r0, a.xst, nv, a.vec_x, dout);
+            if (a.z) ld8((const T *)a.z + r0, a.xst, nv, a.vec_x, zz);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (j >= nv) continue;
+                const int64_t o = go + j * a.gst_;
+                float vdu = gdu[j], vdd = gdd[j], vy = yv[j];
+                if (nb > 0) { vdu += a.du[o]; vdd += a.ddelta[o]; if (a.z) vy += a.dz[o]; }
+                a.du[o] = fmaf(Dv, dyp[j], vdu);
+                const float raw = draw[j] + bias;
+                if (a.softplus && raw <= 20.f) vdd *= sigmoidf_(raw);
+                a.ddelta[o] = vdd;
+                dbias_acc += vdd;
+                dD_acc = fmaf(dyp[j], u[j], dD_acc);
+                if (a.z) {
+                    const float sg = sigmoidf_(zz[j]);
+                    a.dz[o] = dout[j] * fmaf(Dv, u[j], vy) * sg * (1.f + zz[j] * (1.f - sg));
+                }
+            }
+        }
+        if (active) {
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                if (n0 + n >= a.N) continue;
+                a.wsA[s * a.N + n0 + n] = dA_acc[n];
+                if (c == 0 && a.dh0) a.dh0[(b * a.D + d) * a.N + n0 + n] = ga[n];
+            }
+        }
+    }
+    if (active) { a.wsD[s] = dD_acc; a.wsDb[s] = dbias_acc; }
+}
+
+// out[i] = sum over r < rows of ws[r * m + i].  Block: 32 columns x 8 row groups.
+__global__ void sum_rows_kernel(const float *ws, int64_t rows, int64_t m, float *out) {
+    __shared__ float part[8][33];
+    const int64_t i = (int64_t)blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.f;
+    if (i < m)
+        for (int64_t r = threadIdx.y; r < rows; r += 8) acc += ws[r * m + i];
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && i < m) {
+        float t = 0.f;
+#pragma unroll
+        for (int k = 0; k < 8; k++) t += part[k][threadIdx.x];
+        out[i] = t;
+    }
+}
+
+// dB, dC (b, g, n, t) = sum of wsBC over the blocks of 128 channels of group g.
+__global__ void scan_bwd_bc_sum_kernel(const ScanArgs a) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t total = a.batch * 2 * a.G * a.N * a.L;
+    if (i >= total) return;
+    const int64_t t = i % a.L, n = (i / a.L) % a.N, g = (i / (a.L * a.N)) % a.G;
+    const int64_t arr = (i / (a.L * a.N * a.G)) % 2, b = i / (a.L * a.N * a.G * 2);
+    const int64_t dblocks = (a.D + 127) / 128, per = a.G == 1 ? dblocks : (a.D / a.G) / 128;
+    float acc = 0.f;
+    for (int64_t k = g * per; k < (g + 1) * per; k++) acc += a.wsBC[(((b * dblocks + k) * 2 + arr) * a.N + n) * a.L + t];
+    (arr ? a.dC : a.dB)[b * a.bcsb + t * a.bcst + (g * a.N + n) * a.bcsc] = acc;
+}
+
+static bool bwd_fast_eligible(const ScanArgs &a) {
+    return a.sel && !a.cplx && !a.seq && !g_force_generic && (a.G == 1 || (a.D / a.G) % 128 == 0);
+}
+static size_t bwd_fast_smem(int64_t T, int NB) {
+    return (size_t)(2 * NB * T + 2 * 4 * NB * 16 + (T / 8) * NB * 128) * sizeof(float);
+}
+
+template <typename T, int NB>
+static int launch_bwd_fast(ScanArgs &a, cudaStream_t st) {
+    const int64_t dblocks = (a.D + 127) / 128;
+    const int64_t nthr = a.batch * a.D * a.N;
+    if (a.nc > 1) {
+        scan_bwd_sum_fast_kernel<T, NB><<<(unsigned)(a.batch * a.nc * dblocks), 128, (size_t)2 * NB * a.T * 4, st>>>(a);
+        CK(cudaGetLastError());
+        scan_carry_kernel<false><<<(unsigned)((nthr + 255) / 256), 256, 0, st>>>(a);
+        CK(cudaGetLastError());
+        scan_bwd_carry_kernel<<<(unsigned)((nthr + 255) / 256), 256, 0, st>>>(a);
+        CK(cudaGetLastError());
+    }
+    const size_t sm = bwd_fast_smem(a.T, NB);
+    static size_t sm_set[2];
+    size_t &cur = sm_set[NB == 16];
+    if (sm > cur) {
+        CK(cudaFuncSetAttribute(scan_bwd_fast_kernel<T, NB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+        cur = sm;
+    }
+    scan_bwd_fast_kernel<T, NB><<<(unsigned)(a.batch * a.nc * dblocks), 128, sm, st>>>(a);
+    CK(cudaGetLastError());
+    const int64_t rows = a.batch * a.nc;
+    sum_rows_kernel<<<(unsigned)((a.D * a.N + 31) / 32), dim3(32, 8), 0, st>>>(a.wsA, rows, a.D * a.N, a.dA);
+    CK(cudaGetLastError());
+    if (a.dD) { sum_rows_kernel<<<(unsigned)((a.D + 31) / 32), dim3(32, 8), 0, st>>>(a.wsD, rows, a.D, a.dD); CK(cudaGetLastError()); }
+    if (a.ddbias) { sum_rows_kernel<<<(unsigned)((a.D + 31) / 32), dim3(32, 8), 0, st>>>(a.wsDb, rows, a.D, a.ddbias); CK(cudaGetLastError()); }
+    const int64_t nbc = a.batch * 2 * a.G * a.N * a.L;
+    scan_bwd_bc_sum_kernel<<<(unsigned)((nbc + 255) / 256), 256, 0, st>>>(a);
+    CK(cudaGetLastError());
+    return 0;
+}
+
 template <typename T, bool SEL>
 static int launch_bwd(ScanArgs &a, cudaStream_t st) {
     constexpr int NB = 8;
@@ -1060,6 +1512,314 @@ static int launch_bwd(ScanArgs &a, cudaStream_t st) {
     return 0;
 }
 
+
+// =============================================================================================
+// Complex-A backward (generic kernels, the structure of the real ones above).  g = dL/dRe x +
+// i dL/dIm x; y = 2 Re(sum C x); a product w = a x passes conj(a) g to x and conj(x) g to a:
+//   g_t = 2 dy'_t conj(C_t) + conj(a_{t+1}) g_{t+1};   dB_t += delta u g_t;  dC_t += 2 dy'_t conj(x_t);
+//   du += delta Re(g conj(B));  dA += delta conj(a) g conj(x_{t-1});
+//   ddelta += u Re(g conj(B)) + Re(g conj(x_{t-1}) conj(A a)).
+// Complex values are (re, im) float pairs; strides count complex elements.
+template <typename T, bool SEL>
+__device__ __forceinline__ void bwd_load_bc_cplx(const ScanArgs &a, const T *P, int64_t b, int64_t g, int64_t d, int64_t n,
+                                                 int64_t t0, int nv, float re[8], float im[8]) {
+    if (n >= a.N) {
+#pragma unroll
+        for (int j = 0; j < 8; j++) re[j] = im[j] = 0.f;
+    } else if (SEL) {
+        ld8c(P + 2 * (b * a.bcsb + t0 * a.bcst + (g * a.N + n) * a.bcsc), a.bcst, nv, a.vec_bc, re, im);
+    } else {
+        const float cr = ((const float *)P)[2 * (d * a.N + n)], ci = ((const float *)P)[2 * (d * a.N + n) + 1];
+#pragma unroll
+        for (int j = 0; j < 8; j++) { re[j] = cr; im[j] = ci; }
+    }
+}
+// decay a = exp(delta A) (A's real part pre-scaled by log2 e; off = -inf at a reset)
+__device__ __forceinline__ void cdecay(float dl, float Ar, float Ai, float off, float &ar, float &ai) {
+    const float mag = ex2(fmaf(dl, Ar, off));
+    float sn, cs;
+    __sincosf(dl * Ai, &sn, &cs);
+    ar = mag * cs; ai = mag * sn;
+}
+
+// reverse summaries of chunks 1..nc-1 (complex)
+template <typename T, int NB, bool SEL>
+__global__ void __launch_bounds__(64) scan_bwd_rsum_cplx_kernel(const ScanArgs a) {
+    const int64_t dblocks = (a.D + 63) / 64, ncp = a.nc - 1;
+    const int64_t blk = blockIdx.x;
+    const int64_t d = (blk % dblocks) * 64 + threadIdx.x;
+    const int64_t c = 1 + (blk / dblocks) % ncp;
+    const int64_t b = blk / (dblocks * ncp);
+    if (d >= a.D) return;
+    const int64_t t_begin = c * a.T, t_end = min(a.L, t_begin + a.T);
+    const float bias = a.dbias ? a.dbias[d] : 0.f;
+    const int64_t g = SEL ? d / (a.D / a.G) : 0;
+    const int nblk = (int)((a.N + NB - 1) / NB);
+    const int64_t ntiles = (t_end - t_begin + 7) / 8;
+    const int64_t s = (b * a.nc + c) * a.D + d;
+    for (int nb = 0; nb < nblk; nb++) {
+        const int64_t n0 = (int64_t)nb * NB;
+        float Ar[NB], Ai[NB], gr[NB], gi[NB];
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+            const bool ok = n0 + n < a.N;
+            Ar[n] = ok ? a.A[2 * (d * a.N + n0 + n)] * LOG2E : 0.f;
+            Ai[n] = ok ? a.A[2 * (d * a.N + n0 + n) + 1] : 0.f;
+            gr[n] = gi[n] = 0.f;
+        }
+        float dsum = 0.f;
+        int reset = 0;
+        for (int64_t k = ntiles - 1; k >= 0; k--) {
+            const int64_t t0 = t_begin + 8 * k;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            float dl[8], u[8], du[8], dyp[8], draw[8], dout[8], zz[8], off[8];
+            bwd_tile_inputs<T, false, true>(a, b, d, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
+            if (nb == 0) {
+#pragma unroll
+                for (int j = 0; j < 8; j++) { dsum += dl[j]; reset |= off[j] != 0.f; }
+            }
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                float Cr[8], Ci[8];
+                bwd_load_bc_cplx<T, SEL>(a, (const T *)a.C, b, g, d, n0 + n, t0, nv, Cr, Ci);
+#pragma unroll
+                for (int j = 7; j >= 0; j--) {
+                    const float ggr = fmaf(2.f * dyp[j], Cr[j], gr[n]), ggi = fmaf(-2.f * dyp[j], Ci[j], gi[n]);
+                    float ar, ai;
+                    cdecay(dl[j], Ar[n], Ai[n], off[j], ar, ai);
+                    gr[n] = fmaf(ar, ggr, ai * ggi);
+                    gi[n] = fmaf(ar, ggi, -ai * ggr);
+                }
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+            if (n0 + n < a.N) { a.gst[s * 2 * a.N + 2 * (n0 + n)] = gr[n]; a.gst[s * 2 * a.N + 2 * (n0 + n) + 1] = gi[n]; }
+        if (nb == 0) { a.dsum[s] = dsum; a.rflag[s] = reset; }
+    }
+}
+
+// reverse carry (complex), one thread per (b, d, n): G <- Q_c + conj(exp(A sum delta)) G
+__global__ void scan_bwd_carry_cplx_kernel(const ScanArgs a) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a.batch * a.D * a.N) return;
+    const int64_t n = i % a.N, d = (i / a.N) % a.D, b = i / (a.N * a.D);
+    const float Ar = a.A[2 * (d * a.N + n)] * LOG2E, Ai = a.A[2 * (d * a.N + n) + 1];
+    const int64_t h = 2 * ((b * a.D + d) * a.N + n);
+    float Gr = a.dhout ? a.dhout[h] : 0.f, Gi = a.dhout ? a.dhout[h + 1] : 0.f;
+    for (int64_t c = a.nc - 1; c >= 0; c--) {
+        const int64_t s = (b * a.nc + c) * a.D + d, o = 2 * (s * a.N + n);
+        const float qr = c >= 1 ? a.gst[o] : 0.f, qi = c >= 1 ? a.gst[o + 1] : 0.f;
+        a.gst[o] = Gr; a.gst[o + 1] = Gi;
+        if (c >= 1) {
+            const float mag = a.rflag[s] ? 0.f : exp2f(a.dsum[s] * Ar);
+            float sn, cs;
+            sincosf(a.dsum[s] * Ai, &sn, &cs);
+            const float er = mag * cs, ei = mag * sn;
+            const float nr = qr + er * Gr + ei * Gi, ni = qi + er * Gi - ei * Gr;
+            Gr = nr; Gi = ni;
+        }
+    }
+}
+
+// main pass (complex).  Block: 64 channels of one (b, chunk); shared memory (T/8) x NB x 2 x 64.
+template <typename T, int NB, bool SEL>
+__global__ void __launch_bounds__(64) scan_bwd_main_cplx_kernel(const ScanArgs a) {
+    extern __shared__ float sstate[];
+    const int64_t dblocks = (a.D + 63) / 64;
+    const int64_t blk = blockIdx.x;
+    const int64_t d = (blk % dblocks) * 64 + threadIdx.x;
+    const int64_t c = (blk / dblocks) % a.nc;
+    const int64_t b = blk / (dblocks * a.nc);
+    const int lane = threadIdx.x & 31;
+    const bool active = d < a.D;
+    const int64_t dd = active ? d : a.D - 1;
+    const int64_t t_begin = c * a.T, t_end = min(a.L, t_begin + a.T);
+    const float bias = a.dbias ? a.dbias[dd] : 0.f;
+    const float Dv = a.Dskip ? a.Dskip[dd] : 0.f;
+    const int64_t g = SEL ? dd / (a.D / a.G) : 0;
+    const int nblk = (int)((a.N + NB - 1) / NB);
+    const int64_t ntiles = (t_end - t_begin + 7) / 8;
+    const int64_t g_lane0 = __shfl_sync(0xffffffffu, g, 0);
+    const bool warp_sum = SEL && __all_sync(0xffffffffu, active && g == g_lane0);
+    const int ridx = ((lane >> 4) & 1) * 8 + ((lane >> 3) & 1) * 4 + ((lane >> 2) & 1) * 2 + ((lane >> 1) & 1);
+    const int64_t s = (b * a.nc + c) * a.D + dd;
+    const int64_t NS = 2 * a.N;
+    float dD_acc = 0.f, dbias_acc = 0.f;
+    for (int nb = 0; nb < nblk; nb++) {
+        const int64_t n0 = (int64_t)nb * NB;
+        const bool last = nb == nblk - 1;
+        float Ar[NB], Ai[NB], gr[NB], gi[NB], xr[NB], xi[NB], dAr[NB], dAi[NB], dBs[NB][4];
+#pragma unroll
+        for (int n = 0; n < NB; n++) {
+            const bool ok = n0 + n < a.N;
+            const int64_t k = dd * a.N + n0 + n, hs = (b * a.D + dd) * NS + 2 * (n0 + n);
+            Ar[n] = ok ? a.A[2 * k] * LOG2E : 0.f;
+            Ai[n] = ok ? a.A[2 * k + 1] : 0.f;
+            xr[n] = !ok ? 0.f : a.nc > 1 ? a.hst[s * NS + 2 * (n0 + n)] : a.h0 ? a.h0[hs] : 0.f;
+            xi[n] = !ok ? 0.f : a.nc > 1 ? a.hst[s * NS + 2 * (n0 + n) + 1] : a.h0 ? a.h0[hs + 1] : 0.f;
+            gr[n] = !ok ? 0.f : a.nc > 1 ? a.gst[s * NS + 2 * (n0 + n)] : a.dhout ? a.dhout[hs] : 0.f;
+            gi[n] = !ok ? 0.f : a.nc > 1 ? a.gst[s * NS + 2 * (n0 + n) + 1] : a.dhout ? a.dhout[hs + 1] : 0.f;
+            dAr[n] = dAi[n] = 0.f;
+            dBs[n][0] = dBs[n][1] = dBs[n][2] = dBs[n][3] = 0.f;
+        }
+        // forward sweep: tile-start states to shared memory
+        for (int64_t k = 0; k < ntiles; k++) {
+            const int64_t t0 = t_begin + 8 * k;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            float dl[8], u[8], du[8], dyp[8], draw[8], dout[8], zz[8], off[8];
+            bwd_tile_inputs<T, true, false>(a, b, dd, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                sstate[((k * NB + n) * 2) * 64 + threadIdx.x] = xr[n];
+                sstate[((k * NB + n) * 2 + 1) * 64 + threadIdx.x] = xi[n];
+                float Br[8], Bi[8];
+                bwd_load_bc_cplx<T, SEL>(a, (const T *)a.B, b, g, dd, n0 + n, t0, nv, Br, Bi);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    float ar, ai;
+                    cdecay(dl[j], Ar[n], Ai[n], off[j], ar, ai);
+                    const float nr = fmaf(ar, xr[n], fmaf(-ai, xi[n], du[j] * Br[j]));
+                    const float ni = fmaf(ar, xi[n], fmaf(ai, xr[n], du[j] * Bi[j]));
+                    xr[n] = nr; xi[n] = ni;
+                }
+            }
+        }
+        // reverse over tiles
+        for (int64_t k = ntiles - 1; k >= 0; k--) {
+            const int64_t t0 = t_begin + 8 * k;
+            const int nv = (int)min((int64_t)8, t_end - t0);
+            float dl[8], u[8], du[8], dyp[8], draw[8], dout[8], zz[8], off[8];
+            bwd_tile_inputs<T>(a, b, dd, t0, nv, bias, dl, u, du, dyp, draw, dout, zz, off);
+            float gdu[8], gdd[8], yv[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) gdu[j] = gdd[j] = yv[j] = 0.f;
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                float Br[8], Bi[8], Cr[8], Ci[8], avr[8], avi[8], xpr[9], xpi[9];
+                bwd_load_bc_cplx<T, SEL>(a, (const T *)a.B, b, g, dd, n0 + n, t0, nv, Br, Bi);
+                bwd_load_bc_cplx<T, SEL>(a, (const T *)a.C, b, g, dd, n0 + n, t0, nv, Cr, Ci);
+                xpr[0] = sstate[((k * NB + n) * 2) * 64 + threadIdx.x];
+                xpi[0] = sstate[((k * NB + n) * 2 + 1) * 64 + threadIdx.x];
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    cdecay(dl[j], Ar[n], Ai[n], off[j], avr[j], avi[j]);
+                    xpr[j + 1] = fmaf(avr[j], xpr[j], fmaf(-avi[j], xpi[j], du[j] * Br[j]));
+                    xpi[j + 1] = fmaf(avr[j], xpi[j], fmaf(avi[j], xpr[j], du[j] * Bi[j]));
+                }
+                const float Anr = Ar[n] * (1.f / LOG2E), Ani = Ai[n];
+                float rre[16], rim[16];   // dB (0..7), dC (8..15) of this mode: real, imaginary parts
+#pragma unroll
+                for (int j = 7; j >= 0; j--) {
+                    const float ggr = fmaf(2.f * dyp[j], Cr[j], gr[n]), ggi = fmaf(-2.f * dyp[j], Ci[j], gi[n]);
+                    rre[j] = du[j] * ggr; rim[j] = du[j] * ggi;
+                    rre[8 + j] = 2.f * dyp[j] * xpr[j + 1]; rim[8 + j] = -2.f * dyp[j] * xpi[j + 1];
+                    const float sBu = fmaf(ggr, Br[j], ggi * Bi[j]);
+                    gdu[j] = fmaf(dl[j], sBu, gdu[j]);
+                    const float gxr = fmaf(ggr, xpr[j], ggi * xpi[j]), gxi = fmaf(ggi, xpr[j], -ggr * xpi[j]);
+                    dAr[n] = fmaf(dl[j], fmaf(avr[j], gxr, avi[j] * gxi), dAr[n]);
+                    dAi[n] = fmaf(dl[j], fmaf(avr[j], gxi, -avi[j] * gxr), dAi[n]);
+                    const float Aar = fmaf(Anr, avr[j], -Ani * avi[j]), Aai = fmaf(Anr, avi[j], Ani * avr[j]);
+                    gdd[j] = fmaf(u[j], sBu, fmaf(gxr, Aar, fmaf(gxi, Aai, gdd[j])));
+                    yv[j] = fmaf(2.f * xpr[j + 1], Cr[j], fmaf(-2.f * xpi[j + 1], Ci[j], yv[j]));
+                    gr[n] = fmaf(avr[j], ggr, avi[j] * ggi);
+                    gi[n] = fmaf(avr[j], ggi, -avi[j] * ggr);
+                }
+                if (SEL) {
+                    const int64_t o = b * a.bcsb + t0 * a.bcst + (g * a.N + n0 + n) * a.bcsc;
+                    if (warp_sum) {
+                        const float vr = warp_reduce16(rre, lane), vi = warp_reduce16(rim, lane);
+                        const int j = ridx & 7;
+                        float *dst = ridx < 8 ? a.dB : a.dC;
+                        if ((lane & 1) == 0 && j < nv && n0 + n < a.N) {
+                            atomicAdd(dst + 2 * (o + j * a.bcst), vr);
+                            atomicAdd(dst + 2 * (o + j * a.bcst) + 1, vi);
+                        }
+                    } else if (active && n0 + n < a.N) {
+#pragma unroll
+                        for (int j = 0; j < 8; j++) if (j < nv) {
+                            const int64_t q = 2 * (o + j * a.bcst);
+                            atomicAdd(a.dB + q, rre[j]); atomicAdd(a.dB + q + 1, rim[j]);
+                            atomicAdd(a.dC + q, rre[8 + j]); atomicAdd(a.dC + q + 1, rim[8 + j]);
+                        }
+                    }
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 8; j++) {
+                        dBs[n][0] += rre[j]; dBs[n][1] += rim[j]; dBs[n][2] += rre[8 + j]; dBs[n][3] += rim[8 + j];
+                    }
+                }
+            }
+            if (!active) continue;
+            const int64_t go = b * a.gsb + dd * a.gsd + t0 * a.gst_;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (j >= nv) continue;
+                const int64_t o = go + j * a.gst_;
+                float vdu = gdu[j], vdd = gdd[j], vy = yv[j];
+                if (nb > 0) { vdu += a.du[o]; vdd += a.ddelta[o]; if (a.z) vy += a.dz[o]; }
+                if (!last) {
+                    a.du[o] = vdu; a.ddelta[o] = vdd; if (a.z) a.dz[o] = vy;
+                    continue;
+                }
+                a.du[o] = fmaf(Dv, dyp[j], vdu);
+                if (a.softplus && draw[j] <= 20.f) vdd *= sigmoidf_(draw[j]);
+                a.ddelta[o] = vdd;
+                dbias_acc += vdd;
+                dD_acc = fmaf(dyp[j], u[j], dD_acc);
+                if (a.z) {
+                    const float sg = sigmoidf_(zz[j]);
+                    a.dz[o] = dout[j] * fmaf(Dv, u[j], vy) * sg * (1.f + zz[j] * (1.f - sg));
+                }
+            }
+        }
+        if (active) {
+#pragma unroll
+            for (int n = 0; n < NB; n++) {
+                if (n0 + n >= a.N) continue;
+                const int64_t k = 2 * (d * a.N + n0 + n);
+                atomicAdd(a.dA + k, dAr[n]); atomicAdd(a.dA + k + 1, dAi[n]);
+                if (!SEL) {
+                    atomicAdd(a.dB + k, dBs[n][0]); atomicAdd(a.dB + k + 1, dBs[n][1]);
+                    atomicAdd(a.dC + k, dBs[n][2]); atomicAdd(a.dC + k + 1, dBs[n][3]);
+                }
+                if (c == 0 && a.dh0) {
+                    const int64_t h = (b * a.D + d) * NS + 2 * (n0 + n);
+                    a.dh0[h] = gr[n]; a.dh0[h + 1] = gi[n];
+                }
+            }
+        }
+    }
+    if (active) {
+        if (a.dD) atomicAdd(a.dD + d, dD_acc);
+        if (a.ddbias) atomicAdd(a.ddbias + d, dbias_acc);
+    }
+}
+
+template <typename T, bool SEL>
+static int launch_bwd_cplx(ScanArgs &a, cudaStream_t st) {
+    constexpr int NB = 4;
+    const int64_t nthr = a.batch * a.D * a.N;
+    if (a.nc > 1) {
+        const int bd = a.D >= 128 ? 128 : (int)((a.D + 31) / 32 * 32);
+        const int64_t dblocks = (a.D + bd - 1) / bd;
+        scan_fwd_kernel<T, 8, true, SEL, 1><<<(unsigned)(a.batch * (a.nc - 1) * dblocks), bd, 0, st>>>(a);
+        CK(cudaGetLastError());
+        scan_carry_kernel<true><<<(unsigned)((nthr + 255) / 256), 256, 0, st>>>(a);
+        CK(cudaGetLastError());
+        const int64_t db64 = (a.D + 63) / 64;
+        scan_bwd_rsum_cplx_kernel<T, NB, SEL><<<(unsigned)(a.batch * (a.nc - 1) * db64), 64, 0, st>>>(a);
+        CK(cudaGetLastError());
+        scan_bwd_carry_cplx_kernel<<<(unsigned)((nthr + 255) / 256), 256, 0, st>>>(a);
+        CK(cudaGetLastError());
+    }
+    const int64_t db64 = (a.D + 63) / 64;
+    const size_t sm = (size_t)(a.T / 8) * NB * 2 * 64 * sizeof(float);
+    scan_bwd_main_cplx_kernel<T, NB, SEL><<<(unsigned)(a.batch * a.nc * db64), 64, sm, st>>>(a);
+    CK(cudaGetLastError());
+    return 0;
+}
+
 static int64_t span_elems(const ssm_scan_strides &s, int64_t nb, int64_t nt, int64_t nc) {
     return (nb - 1) * s.batch + (nt - 1) * s.time + (nc - 1) * s.channel + 1;
 }
@@ -1068,7 +1828,6 @@ extern "C" int selective_scan_cuda_backward(const ssm_scan_params *p, ssm_cuda_d
                                             const float *dh_out, const ssm_scan_grads *gr, void *stream) {
     g_err[0] = 0;
     if (check_params(p)) return -1;
-    if (p->complex_A) { set_err("backward: complex A is not implemented on the GPU yet"); return -1; }
     if (!dy || !gr || !gr->du || !gr->ddelta || !gr->dA || !gr->dB || !gr->dC) {
         set_err("backward: dy, du, ddelta, dA, dB and dC are required");
         return -1;
@@ -1082,28 +1841,60 @@ extern "C" int selective_scan_cuda_backward(const ssm_scan_params *p, ssm_cuda_d
     a.dD = p->D_skip ? gr->dD_skip : nullptr; a.dz = p->z ? gr->dz : nullptr;
     a.ddbias = p->delta_bias ? gr->ddelta_bias : nullptr; a.dh0 = gr->dh0;
     a.gsb = a.xsb; a.gst_ = a.xst; a.gsd = a.xsd;   // float gradients share the input strides
-    int64_t T = pick_chunk(p, g_chunk_bwd, (int64_t)g_num_sms * 512, 64);
-    if (T > 128) T = 128;                             // shared memory holds T/8 states per mode
+    const bool fast = bwd_fast_eligible(a);
+    int64_t T;
+    if (fast) {
+        T = g_chunk_bwd > 0 ? (g_chunk_bwd + 7) / 8 * 8 : BWD_FAST_T;
+        if (T > BWD_FAST_T) T = BWD_FAST_T;   // shared memory holds T/8 states per mode
+    } else {
+        T = pick_chunk(p, g_chunk_bwd, (int64_t)g_num_sms * 512, 64);
+        if (T > 128) T = 128;
+    }
     a.T = T;
     a.nc = (a.L + a.T - 1) / a.T;
     const size_t per = (size_t)(a.batch * a.nc * a.D);
-    size_t hbytes = a.nc > 1 ? per * (2 * (size_t)p->N * 4 + 8) : 0;
+    const size_t dblocks = (size_t)((a.D + 127) / 128);
+    // floats: hst, gst (per N each), dsum, rflag (per each); fast: wsA (per N), wsD, wsDb (per), wsBC
+    const size_t K = p->complex_A ? 2 : 1;
+    size_t nf = a.nc > 1 ? per * (2 * K * (size_t)p->N + 2) : 0;
+    const size_t fast_off = nf;
+    if (fast) nf += per * ((size_t)p->N + 2) + (size_t)a.batch * dblocks * 2 * (size_t)p->N * (size_t)a.L;
     void *ws = nullptr;
-    if (hbytes && ws_reserve(hbytes, &ws)) return -1;
+    if (nf && ws_reserve(nf * 4, &ws)) return -1;
     if (a.nc > 1) {
         a.hst = (float *)ws;
-        a.gst = a.hst + per * p->N;
-        a.dsum = a.gst + per * p->N;
+        a.gst = a.hst + per * K * p->N;
+        a.dsum = a.gst + per * K * p->N;
         a.rflag = (int *)(a.dsum + per);
+    }
+    if (fast) {
+        a.wsA = (float *)ws + fast_off;
+        a.wsD = a.wsA + per * p->N;
+        a.wsDb = a.wsD + per;
+        a.wsBC = a.wsDb + per;
     }
     cudaStream_t st = (cudaStream_t)stream;
     // accumulated outputs start at zero
-    CK(cudaMemsetAsync(a.dA, 0, (size_t)(p->D * p->N) * 4, st));
+    CK(cudaMemsetAsync(a.dA, 0, (size_t)(p->D * p->N) * K * 4, st));
     const size_t nbc = p->G > 0 ? (size_t)span_elems(p->bc_strides, p->batch, p->L, p->G * p->N) : (size_t)(p->D * p->N);
-    CK(cudaMemsetAsync(a.dB, 0, nbc * 4, st));
-    CK(cudaMemsetAsync(a.dC, 0, nbc * 4, st));
+    CK(cudaMemsetAsync(a.dB, 0, nbc * K * 4, st));
+    CK(cudaMemsetAsync(a.dC, 0, nbc * K * 4, st));
     if (a.dD) CK(cudaMemsetAsync(a.dD, 0, (size_t)p->D * 4, st));
     if (a.ddbias) CK(cudaMemsetAsync(a.ddbias, 0, (size_t)p->D * 4, st));
+    if (fast) {
+        switch (dtype) {
+        case SSM_CUDA_F32: return p->N <= 8 ? launch_bwd_fast<float, 8>(a, st) : launch_bwd_fast<float, 16>(a, st);
+        case SSM_CUDA_BF16: return p->N <= 8 ? launch_bwd_fast<__nv_bfloat16, 8>(a, st) : launch_bwd_fast<__nv_bfloat16, 16>(a, st);
+        case SSM_CUDA_F16: return p->N <= 8 ? launch_bwd_fast<__half, 8>(a, st) : launch_bwd_fast<__half, 16>(a, st);
+        }
+    }
+    if (a.cplx) {
+        switch (dtype) {
+        case SSM_CUDA_F32: return a.sel ? launch_bwd_cplx<float, true>(a, st) : launch_bwd_cplx<float, false>(a, st);
+        case SSM_CUDA_BF16: return a.sel ? launch_bwd_cplx<__nv_bfloat16, true>(a, st) : launch_bwd_cplx<__nv_bfloat16, false>(a, st);
+        case SSM_CUDA_F16: return a.sel ? launch_bwd_cplx<__half, true>(a, st) : launch_bwd_cplx<__half, false>(a, st);
+        }
+    }
     switch (dtype) {
     case SSM_CUDA_F32: return a.sel ? launch_bwd<float, true>(a, st) : launch_bwd<float, false>(a, st);
     case SSM_CUDA_BF16: return a.sel ? launch_bwd<__nv_bfloat16, true>(a, st) : launch_bwd<__nv_bfloat16, false>(a, st);

@@ -39,7 +39,7 @@ const char *ssm_cuda_error(void);
 int selective_scan_cuda_forward(const ssm_scan_params *p, ssm_cuda_dtype dtype, void *y,
                                 float *h_out, void *stream);
 
-/* Backward (real A): dy (dtype, through x_strides), dh_out (batch, D, N) float32 or NULL.
+/* Backward (real or complex A): dy (dtype, through x_strides), dh_out (batch, D, N[, 2]) float32 or NULL.
  * Recomputes states per chunk: no (batch, L, D, N) tensor.  Gradients written, not accumulated. */
 int selective_scan_cuda_backward(const ssm_scan_params *p, ssm_cuda_dtype dtype, const void *dy,
                                  const float *dh_out, const ssm_scan_grads *g, void *stream);

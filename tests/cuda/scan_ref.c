@@ -2,6 +2,7 @@
  * the oracle of the CUDA tests (tests/cuda/run.sh builds it with nvcc alone, without libssm).
  * Inputs are host float arrays laid out as ssm_scan_params says (complex: interleaved pairs,
  * strides in complex elements); outputs are double arrays with the same layout as their inputs. */
+#include <complex.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,30 +78,44 @@ void scan_ref_forward(const ssm_scan_params *p, double *y, double *h_out) {
     free(x);
 }
 
-/* Backward, real A only: keeps one channel's states (L, N) at a time. */
+/* Backward, real or complex A (then A, B, C, h0, dh_out and dA, dB, dC, dh0 are interleaved
+ * (re, im) pairs; g = dL/dRe + i dL/dIm, y = 2 Re(sum C x): a product w = a x passes conj(a) g to x
+ * and conj(x) g to a).  Keeps one channel's states (L + 1, N) at a time. */
+static double complex cval(const float *p, int64_t k, int cplx) {
+    return cplx ? p[2 * k] + I * p[2 * k + 1] : p[k];
+}
+static void cacc(double *p, int64_t k, double complex v, int cplx) {
+    if (cplx) { p[2 * k] += creal(v); p[2 * k + 1] += cimag(v); }
+    else p[k] += creal(v);
+}
 void scan_ref_backward(const ssm_scan_params *p, const float *dy, const float *dh_out, scan_ref_grads *g) {
     const int64_t N = p->N, L = p->L;
-    double *xs = malloc(sizeof(double) * (L + 1) * N);   /* xs[t + 1] = state after step t */
-    double *gn = malloc(sizeof(double) * N);
-    int64_t nbc = p->G > 0 ? 0 : p->D * N;
-    (void)nbc;
+    const int cplx = p->complex_A;
+    const double yfac = cplx ? 2 : 1;
+    double complex *xs = malloc(sizeof(double complex) * (L + 1) * N);   /* xs[t + 1] = state after step t */
+    double complex *gn = malloc(sizeof(double complex) * N);
     for (int64_t b = 0; b < p->batch; b++)
         for (int64_t d = 0; d < p->D; d++) {
-            for (int64_t n = 0; n < N; n++) xs[n] = p->h0 ? p->h0[(b * p->D + d) * N + n] : 0;
+            const int64_t h = (b * p->D + d) * N;
+            for (int64_t n = 0; n < N; n++) xs[n] = p->h0 ? cval(p->h0, h + n, cplx) : 0;
             for (int64_t t = 0; t < L; t++) {
                 double dl = delta_at(p, b, t, d, NULL), u = p->u[xoff(p, b, t, d)];
                 int r = reset_at(p, b, t);
                 for (int64_t n = 0; n < N; n++) {
-                    double a = r ? 0 : exp(dl * p->A[d * N + n]);
-                    xs[(t + 1) * N + n] = a * xs[t * N + n] + dl * u * p->B[bcoff(p, b, d, n, t)];
+                    int64_t k = bcoff(p, b, d, n, t) / (cplx ? 2 : 1);
+                    double complex a = r ? 0 : cexp(dl * cval(p->A, d * N + n, cplx));
+                    xs[(t + 1) * N + n] = a * xs[t * N + n] + dl * u * cval(p->B, k, cplx);
                 }
             }
-            for (int64_t n = 0; n < N; n++) gn[n] = dh_out ? dh_out[(b * p->D + d) * N + n] : 0;
+            for (int64_t n = 0; n < N; n++) gn[n] = dh_out ? cval(dh_out, h + n, cplx) : 0;
             for (int64_t t = L - 1; t >= 0; t--) {
                 double raw, dl = delta_at(p, b, t, d, &raw), u = p->u[xoff(p, b, t, d)];
                 int64_t xo = xoff(p, b, t, d);
                 double yv = 0;
-                for (int64_t n = 0; n < N; n++) yv += xs[(t + 1) * N + n] * p->C[bcoff(p, b, d, n, t)];
+                for (int64_t n = 0; n < N; n++) {
+                    int64_t k = bcoff(p, b, d, n, t) / (cplx ? 2 : 1);
+                    yv += yfac * creal(xs[(t + 1) * N + n] * cval(p->C, k, cplx));
+                }
                 double o = yv + (p->D_skip ? p->D_skip[d] * u : 0);
                 double dout = dy[xo], dyv = dout;
                 if (p->z) {
@@ -112,23 +127,29 @@ void scan_ref_backward(const ssm_scan_params *p, const float *dy, const float *d
                 if (p->D_skip) g->dD[d] += dyv * u;
                 int r = reset_at(p, b, t);
                 for (int64_t n = 0; n < N; n++) {
-                    int64_t bo = bcoff(p, b, d, n, t);
-                    double A = p->A[d * N + n], a = r ? 0 : exp(dl * A);
-                    double gg = gn[n] + p->C[bo] * dyv;
-                    double xprev = xs[t * N + n];
-                    g->dC[bo] += xs[(t + 1) * N + n] * dyv;
-                    g->dB[bo] += gg * dl * u;
-                    du += gg * dl * p->B[bo];
-                    ddl += gg * (u * p->B[bo] + A * a * xprev);
-                    g->dA[d * N + n] += gg * dl * a * xprev;
-                    gn[n] = a * gg;
+                    int64_t k = bcoff(p, b, d, n, t) / (cplx ? 2 : 1);
+                    double complex A = cval(p->A, d * N + n, cplx), a = r ? 0 : cexp(dl * A);
+                    double complex Bv = cval(p->B, k, cplx), Cv = cval(p->C, k, cplx);
+                    double complex gg = gn[n] + yfac * dyv * conj(Cv);
+                    double complex xprev = xs[t * N + n];
+                    cacc(g->dC, k, yfac * dyv * conj(xs[(t + 1) * N + n]), cplx);
+                    cacc(g->dB, k, gg * dl * u, cplx);
+                    double gBu = creal(gg * conj(Bv));
+                    du += gBu * dl;
+                    double complex ga = gg * conj(xprev);     /* dL/da */
+                    ddl += gBu * u + creal(ga * conj(A * a));
+                    cacc(g->dA, d * N + n, dl * conj(a) * ga, cplx);
+                    gn[n] = conj(a) * gg;
                 }
                 if (p->softplus && raw <= 20) ddl *= 1 / (1 + exp(-raw));
                 g->du[xo] = du;
                 g->ddelta[xo] = ddl;
                 if (p->delta_bias) g->ddelta_bias[d] += ddl;
             }
-            for (int64_t n = 0; n < N; n++) g->dh0[(b * p->D + d) * N + n] = gn[n];
+            for (int64_t n = 0; n < N; n++) {
+                if (cplx) { g->dh0[2 * (h + n)] = creal(gn[n]); g->dh0[2 * (h + n) + 1] = cimag(gn[n]); }
+                else g->dh0[h + n] = creal(gn[n]);
+            }
         }
     free(xs);
     free(gn);

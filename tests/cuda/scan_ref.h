@@ -11,7 +11,7 @@ extern "C" {
 /* y (same layout as u, doubles), h_out (batch, D, N[,2]) or NULL. */
 void scan_ref_forward(const ssm_scan_params *p, double *y, double *h_out);
 
-/* Real A.  Accumulating outputs (dA, dB, dC, dD, ddelta_bias) must be zeroed by the caller. */
+/* Real or complex A (complex: dA, dB, dC, dh0 interleaved pairs).  Accumulating outputs (dA, dB, dC, dD, ddelta_bias) must be zeroed by the caller. */
 typedef struct {
     double *du, *ddelta, *dz, *dA, *dB, *dC, *dD, *ddelta_bias, *dh0;
 } scan_ref_grads;
