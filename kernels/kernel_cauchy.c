@@ -32,34 +32,11 @@
 
 #include "cli.h"
 #include "fftw_cache.h"
+#include "complex_solve.h"
 #include "ssm_kernel.h"
 
 #define CAUCHY_MAX_RANK 8
-
-/* Solves the n x n complex system X a = b in place (Gaussian elimination, partial pivoting);
- * a is row-major n x n, b has n entries and receives the solution.  Returns -1 if singular. */
-static int solve_small_complex(int n, double complex *a, double complex *b) {
-    for (int k = 0; k < n; k++) {
-        int p = k;
-        for (int i = k + 1; i < n; i++) if (cabs(a[i * n + k]) > cabs(a[p * n + k])) p = i;
-        if (a[p * n + k] == 0) return -1;
-        if (p != k) {
-            for (int j = 0; j < n; j++) { double complex t = a[k * n + j]; a[k * n + j] = a[p * n + j]; a[p * n + j] = t; }
-            double complex t = b[k]; b[k] = b[p]; b[p] = t;
-        }
-        for (int i = k + 1; i < n; i++) {
-            double complex f = a[i * n + k] / a[k * n + k];
-            for (int j = k; j < n; j++) a[i * n + j] -= f * a[k * n + j];
-            b[i] -= f * b[k];
-        }
-    }
-    for (int k = n - 1; k >= 0; k--) {
-        double complex s = b[k];
-        for (int j = k + 1; j < n; j++) s -= a[k * n + j] * b[j];
-        b[k] = s / a[k * n + k];
-    }
-    return 0;
-}
+_Static_assert(CAUCHY_MAX_RANK <= COMPLEX_SOLVE_MAX, "complex_solve_small holds rank <= COMPLEX_SOLVE_MAX");
 
 /* Per-thread scratch. */
 typedef struct {
@@ -125,7 +102,7 @@ static int ctilde(int64_t M, int64_t R, int64_t L, double dt, const double compl
         double complex a[CAUCHY_MAX_RANK * CAUCHY_MAX_RANK], b[CAUCHY_MAX_RANK];
         for (int64_t i = 0; i < R * R; i++) a[i] = Kp[i] + (i / R == i % R ? 1 / h : 0);
         for (int64_t i = 0; i < R; i++) b[i] = i == j;
-        if (solve_small_complex((int)R, a, b)) return -1;
+        if (complex_solve_small((int)R, a, b, 0)) return -1;
         for (int64_t i = 0; i < R; i++) Sinv[i * R + j] = creal(b[i]);
     }
     for (int64_t i = 0; i < R; i++)
@@ -259,7 +236,7 @@ static int cauchy_channel(int64_t M, int64_t R, int64_t L, double dt, const doub
                     for (int64_t j = 0; j < R; j++) a[i * R + j] = (i == j) + T[(i + 1) * Q + j + 1];
                     x[i] = T[(i + 1) * Q];
                 }
-                if (solve_small_complex((int)R, a, x)) return -1;
+                if (complex_solve_small((int)R, a, x, 0)) return -1;
                 for (int64_t j = 0; j < R; j++) khat -= T[j + 1] * x[j];
             }
             khat *= g;

@@ -22,36 +22,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "complex_solve.h"
 #include "fftw_cache.h"
 #include "s4_kernel.h"
-
-/* Solves the n x n complex system a x = b in place (partial pivoting); trans: solves a^T x = b.
- * Returns -1 if singular. */
-static int solve_small(int n, const double complex *a_in, double complex *b, int trans) {
-    double complex a[S4_KERNEL_MAX_RANK * S4_KERNEL_MAX_RANK];
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) a[i * n + j] = trans ? a_in[j * n + i] : a_in[i * n + j];
-    for (int k = 0; k < n; k++) {
-        int p = k;
-        for (int i = k + 1; i < n; i++) if (cabs(a[i * n + k]) > cabs(a[p * n + k])) p = i;
-        if (a[p * n + k] == 0) return -1;
-        if (p != k) {
-            for (int j = 0; j < n; j++) { double complex t = a[k * n + j]; a[k * n + j] = a[p * n + j]; a[p * n + j] = t; }
-            double complex t = b[k]; b[k] = b[p]; b[p] = t;
-        }
-        for (int i = k + 1; i < n; i++) {
-            double complex f = a[i * n + k] / a[k * n + k];
-            for (int j = k; j < n; j++) a[i * n + j] -= f * a[k * n + j];
-            b[i] -= f * b[k];
-        }
-    }
-    for (int k = n - 1; k >= 0; k--) {
-        double complex s = b[k];
-        for (int j = k + 1; j < n; j++) s -= a[k * n + j] * b[j];
-        b[k] = s / a[k * n + k];
-    }
-    return 0;
-}
 
 /* Per-thread scratch: re/im split arrays so that the mode loops vectorize. */
 typedef struct {
@@ -146,7 +119,7 @@ static int woodbury(int64_t R, const double complex *T, double complex *x, doubl
         for (int64_t j = 0; j < R; j++) S[i * R + j] = (i == j) + T[(i + 1) * Q + j + 1];
         x[i] = T[(i + 1) * Q];
     }
-    if (solve_small((int)R, S, x, 0)) return -1;
+    if (complex_solve_small((int)R, S, x, 0)) return -1;
     for (int64_t j = 0; j < R; j++) *F -= T[j + 1] * x[j];
     return 0;
 }
@@ -214,7 +187,7 @@ static void channel_backward(s4k_work *w, int64_t R, double dt, const double *dK
         GT[0] = GF;
         if (R > 0) {
             for (int64_t i = 0; i < R; i++) yv[i] = T[i + 1];
-            solve_small((int)R, S, yv, 1);
+            complex_solve_small((int)R, S, yv, 1);
             for (int64_t j = 0; j < R; j++) {
                 GT[j + 1] = -conj(x[j]) * GF;
                 GT[(j + 1) * Q] = -conj(yv[j]) * GF;
