@@ -1,5 +1,5 @@
-/* fast_math.h - vectorizable float exp, sigmoid and normal cdf for the elementwise loops of nn.c
- * and s4d_ops.c (static inline: every loop that calls them can be vectorized).  No -ffast-math:
+/* fast_math.h - vectorizable float exp, sigmoid and normal cdf for the elementwise loops of nn.c,
+ * s4d_ops.c and mamba_decode.c (static inline: every loop that calls them can be vectorized).  No -ffast-math:
  * each is a fixed sequence of float operations, the same result for every thread count. */
 #ifndef SSM_FAST_MATH_H
 #define SSM_FAST_MATH_H

@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 
 #include "cli.h"
+#include "fast_math.h"
 #include "matvec.h"
 #include "tensor.h"
 
@@ -205,20 +206,6 @@ void mamba_decoder_bytes(const mamba_decoder *d, int batch, int64_t *weight_byte
 }
 
 /* ---- the step -------------------------------------------------------------------------------- */
-/* exp(x) = 2^k exp(r), |r| <= ln2/2, a degree-6 polynomial (relative error < 2e-7), clamped to
- * [-87, 88]; vectorizes (the same function as nn.c's). */
-static inline float fast_expf(float x) {
-    const float magic = 12582912.0f;
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    float kf = (x * 1.44269504088896341f + magic) - magic;
-    float r = x - kf * 0.693145751953125f - kf * 1.428606765330187e-06f;
-    float q = 1.0f / 720;
-    q = q * r + 1.0f / 120; q = q * r + 1.0f / 24; q = q * r + 1.0f / 6;
-    q = q * r + 0.5f; q = q * r + 1.0f; q = q * r + 1.0f;
-    union { float f; int32_t i; } sc;
-    sc.i = ((int32_t)kf + 127) * (1 << 23);
-    return q * sc.f;
-}
 /* softplus(x) = max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1]; log1p(e) = 2 atanh(s),
  * s = e / (2 + e) <= 1/3, by its series to s^13 (error < 1e-7). */
 static inline float fast_softplus(float x) {
